@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs what EcoCloud Ops needs on a Debian 12 machine (as root): Debian packages, a virtual
+# environment with the Python packages, the console's front-end assets from the npm registry, and
+# the compiled translations. Idempotent: a second run only checks.
+#   scripts/setup.sh          the platform
+#   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, CJK fonts, PostgreSQL)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+log() { printf '\033[1;32m==>\033[0m %s\n' "$*"; }
+
+# Debian packages ------------------------------------------------------------------------------
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+PY=${PYTHON:-}
+if [[ -z "$PY" ]]; then
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      PY=$(command -v "$cand"); break
+    fi
+  done
+fi
+[[ -n "$PY" ]] || need+=(python3 python3-venv)
+if [[ -n "$PY" ]] && ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then need+=(python3-venv); fi
+command -v npm >/dev/null || need+=(nodejs npm)
+if (( WITH_TEST )); then
+  [[ -x /usr/bin/chromium ]] || need+=(chromium)
+  have_pkg fonts-noto-cjk || need+=(fonts-noto-cjk)
+  command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+fi
+if (( ${#need[@]} )); then
+  log "installing Debian packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[[ -n "$PY" ]] || PY=$(command -v python3.11 || command -v python3)
+
+# Python ---------------------------------------------------------------------------------------
+if [[ ! -x .venv/bin/python ]]; then
+  log "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+extra=""
+(( WITH_TEST )) && extra="[test]"
+stamp=".venv/.installed$extra"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  log "installing Python packages"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".$extra"
+  touch "$stamp"
+else
+  .venv/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || .venv/bin/pip install -q -e ".$extra"
+fi
+
+# Front-end assets from the npm registry (served locally: the console works offline) ------------
+VENDOR=src/ecocloud_ops/web/static/vendor
+if [[ ! -f "$VENDOR/bootstrap/bootstrap.min.css" || frontend/package-lock.json -nt "$VENDOR/bootstrap/bootstrap.min.css" ]]; then
+  log "installing front-end assets"
+  (cd frontend && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  mkdir -p "$VENDOR/bootstrap"
+  cp frontend/node_modules/bootstrap/dist/css/bootstrap.min.css "$VENDOR/bootstrap/"
+  cp frontend/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js "$VENDOR/bootstrap/"
+  cp frontend/node_modules/bootstrap/LICENSE "$VENDOR/bootstrap/LICENSE"
+fi
+
+# Translations ---------------------------------------------------------------------------------
+.venv/bin/pybabel compile -d src/ecocloud_ops/web/translations >/dev/null
+
+# PostgreSQL for the test suite ----------------------------------------------------------------
+if (( WITH_TEST )); then
+  ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  if [[ -n "$ver" ]] && ! pg_lsclusters -h 2>/dev/null | awk '{print $4}' | grep -q online; then
+    log "starting PostgreSQL $ver"
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start
+  fi
+  for _ in $(seq 1 30); do
+    runuser -u postgres -- psql -qtAc 'select 1' >/dev/null 2>&1 && break; sleep 1
+  done
+  runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='ecocloud'" | grep -q 1 ||
+    runuser -u postgres -- psql -qc "CREATE ROLE ecocloud LOGIN SUPERUSER PASSWORD 'ecocloud'" >/dev/null
+fi
+log "set-up complete in $ROOT"

@@ -1,0 +1,85 @@
+"""Composition root: Settings -> engine, keys, adapters, services. The CLI, the worker, the web
+app and the tests all build the platform through :class:`Container`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .audit.service import AuditLog
+from .auth.service import AuthService
+from .config import Settings, load_settings
+from .crypto import AuditSigner, SecretBox, read_or_create_secret_file
+from .db import make_engine, make_session_factory, session_scope
+from .jobs.service import JobService
+from .policies.service import PolicyService
+from .sites.service import SiteService
+
+
+@dataclass
+class Services:
+    """The domain services bound to one database session (one unit of work)."""
+
+    session: Session
+    audit: AuditLog
+    policies: PolicyService
+    sites: SiteService
+    auth: AuthService
+    jobs: JobService
+
+
+class Container:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.settings.instance_dir.mkdir(parents=True, exist_ok=True)
+        logging.basicConfig(level=self.settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.effective_database_url)
+
+    @cached_property
+    def session_factory(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+    @cached_property
+    def signer(self) -> AuditSigner:
+        return AuditSigner.from_file(self.settings.effective_audit_key_path)
+
+    @cached_property
+    def box(self) -> SecretBox:
+        key = self.settings.data_key.encode() or read_or_create_secret_file(
+            self.settings.instance_dir / "data.key", SecretBox.generate_key())
+        return SecretBox(key)
+
+    @cached_property
+    def secret_key(self) -> str:
+        return self.settings.secret_key or read_or_create_secret_file(
+            self.settings.instance_dir / "secret_key").decode()
+
+    def services(self, session: Session) -> Services:
+        audit = AuditLog(session, self.signer)
+        policies = PolicyService(session, audit)
+        return Services(
+            session=session, audit=audit, policies=policies,
+            sites=SiteService(session, audit),
+            auth=AuthService(session, audit, self.box, policies),
+            jobs=JobService(session, audit),
+        )
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Services]:
+        """Services over a fresh session; commits on success, rolls back on error."""
+        with session_scope(self.session_factory) as session:
+            yield self.services(session)
+
+    def dispose(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()

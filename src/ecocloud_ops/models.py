@@ -1,0 +1,13 @@
+"""Import every model so ``Base.metadata`` is complete (Alembic, backup, tests)."""
+
+from .audit.models import AuditEntry, AuditHead
+from .auth.models import ApiToken, User, UserSession
+from .db import Base
+from .jobs.models import Job, JobLogLine, WorkerHeartbeat
+from .policies.models import Policy
+from .sites.models import Site, SiteEvent
+
+__all__ = [
+    "ApiToken", "AuditEntry", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
+    "User", "UserSession", "WorkerHeartbeat",
+]

@@ -1,0 +1,333 @@
+"""REST API ``/api/v1``: bearer tokens, one error shape, an OpenAPI 3 document of every route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flask import Blueprint, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ... import __version__
+from ...auth.models import User
+from ...auth.permissions import AUTHENTICATED, PUBLIC, Role, has_permission
+from ...auth.service import user_summary
+from ...errors import PermissionDenied, ValidationFailed
+from ...jobs.models import Job
+from ...jobs.registry import JOB_KINDS
+from ...sites.models import Site
+from ..errors import error_body
+from ..security import requires, services
+
+api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@dataclass
+class Operation:
+    method: str
+    rule: str
+    summary: str
+    permission: str
+    body: type[BaseModel] | None = None
+    query: list[tuple[str, str, str]] = field(default_factory=list)  # (name, type, description)
+    response: dict[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(rule: str, method: str, summary: str, permission: str, *, body: type[BaseModel] | None = None,
+              query: list[tuple[str, str, str]] | None = None,
+              response: dict[str, Any] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register an API route with its permission and its OpenAPI description."""
+
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        OPERATIONS.append(Operation(method, rule, summary, permission, body, query or [],
+                                    response or {"type": "object"}))
+        view = requires(permission)(f)
+        api_bp.add_url_rule(rule, endpoint=f.__name__, view_func=view, methods=[method])
+        return view
+
+    return deco
+
+
+def parse_body(model: type[BaseModel]) -> Any:
+    """Validate a JSON body: malformed JSON, unknown fields and bad values are 422 with details."""
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ValidationFailed("the request body must be a JSON object",
+                               details=[{"field": "", "message": "malformed or missing JSON"}])
+    if not isinstance(data, dict):
+        raise ValidationFailed("the request body must be a JSON object",
+                               details=[{"field": "", "message": f"got {type(data).__name__}"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        raise ValidationFailed("invalid request body: " + "; ".join(f"{d['field']}: {d['message']}"
+                                                                     for d in details), details=details) from exc
+
+
+def _page_args() -> tuple[int, int]:
+    try:
+        limit = min(max(int(request.args.get("limit", 100)), 1), 1000)
+        offset = max(int(request.args.get("offset", 0)), 0)
+    except ValueError as exc:
+        raise ValidationFailed("limit and offset must be whole numbers",
+                               details=[{"field": "limit", "message": "not a number"}]) from exc
+    return limit, offset
+
+
+PAGE_QUERY = [("limit", "integer", "page size (1-1000, default 100)"), ("offset", "integer", "rows to skip")]
+
+
+def site_json(s: Site) -> dict[str, Any]:
+    return {"code": s.code, "name": s.name, "tier": s.tier,
+            "parent": s.path.strip("/").split("/")[-2] if s.path.count("/") > 1 else None,
+            "path": s.path.strip("/").split("/"), "retired": s.retired_at is not None}
+
+
+def job_json(j: Job) -> dict[str, Any]:
+    return {"id": j.id, "kind": j.kind, "state": j.state, "progress": j.progress, "message": j.message,
+            "params": j.params, "result": j.result, "error": j.error, "created_by": j.created_by,
+            "site": j.site_code, "created_at": j.created_at.isoformat(),
+            "started_at": j.started_at.isoformat() if j.started_at else None,
+            "finished_at": j.finished_at.isoformat() if j.finished_at else None}
+
+
+# Me ------------------------------------------------------------------------------------------
+@operation("/me", "GET", "The caller's account and permissions", AUTHENTICATED)
+def me() -> Any:
+    from ...auth.permissions import ROLE_PERMISSIONS
+
+    user: User = g.user
+    return jsonify(user_summary(user) | {"permissions": sorted(ROLE_PERMISSIONS[Role(user.role)])})
+
+
+# Sites ---------------------------------------------------------------------------------------
+@operation("/sites", "GET", "Sites in the caller's scope", "sites.read",
+           query=[("tier", "string", "ministry, province, city or county"), ("parent", "string", "parent code"),
+                  ("q", "string", "name contains or code starts with"), *PAGE_QUERY])
+def list_sites() -> Any:
+    limit, offset = _page_args()
+    rows, total = services().sites.list(g.scope, tier=request.args.get("tier") or None,
+                                        parent_code=request.args.get("parent") or None,
+                                        query=(request.args.get("q") or None), limit=limit, offset=offset)
+    return jsonify({"total": total, "items": [site_json(s) for s in rows]})
+
+
+@operation("/sites/<code>", "GET", "One site with its children (404 outside the caller's scope)", "sites.read")
+def get_site(code: str) -> Any:
+    svc = services()
+    s = svc.sites.get(code, g.scope)
+    return jsonify(site_json(s) | {"children": [site_json(c) for c in svc.sites.children(s)]})
+
+
+@operation("/sites/counts", "GET", "Active sites per tier in the caller's scope", "sites.read")
+def site_counts() -> Any:
+    c = services().sites.counts_by_tier(g.scope)
+    return jsonify({"ministry": c.ministry, "province": c.province, "city": c.city, "county": c.county,
+                    "total": c.total})
+
+
+# Users ---------------------------------------------------------------------------------------
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=3, max_length=64)
+    password: str = Field(min_length=1, max_length=128)
+    role: Literal[tuple(r.value for r in Role)]  # type: ignore[valid-type]
+    site: str = Field(pattern=r"^\d{6}$")
+    display_name: str = Field("", max_length=100)
+    email: str = Field("", max_length=200)
+    team: str | None = Field(None, max_length=64)
+    language: Literal["zh_CN", "en"] | None = None
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal[tuple(r.value for r in Role)] | None = None  # type: ignore[valid-type]
+    site: str | None = Field(None, pattern=r"^\d{6}$")
+    display_name: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, max_length=200)
+    team: str | None = Field(None, max_length=64)
+    is_active: bool | None = None
+
+
+@operation("/users", "GET", "Accounts in the caller's scope", "users.read",
+           query=[("role", "string", "filter by role"), ("q", "string", "username or name contains"), *PAGE_QUERY])
+def list_users() -> Any:
+    limit, offset = _page_args()
+    rows, total = services().auth.list_users(g.scope, role=request.args.get("role") or None,
+                                             query=request.args.get("q") or None, limit=limit, offset=offset)
+    return jsonify({"total": total, "items": [user_summary(u) for u in rows]})
+
+
+@operation("/users/<int:user_id>", "GET", "One account (404 outside the caller's scope)", "users.read")
+def get_user(user_id: int) -> Any:
+    return jsonify(user_summary(services().auth.get_user(user_id, g.scope)))
+
+
+@operation("/users", "POST", "Create an account; 2FA roles get their TOTP secret once", "users.manage",
+           body=UserCreate)
+def create_user() -> Any:
+    body = parse_body(UserCreate)
+    user, secret = services().auth.create_user(
+        g.actor, username=body.username, password=body.password, role=body.role, site_code=body.site,
+        display_name=body.display_name, email=body.email, team=body.team, language=body.language)
+    out = user_summary(user)
+    if secret:
+        out["totp_secret"] = secret
+        out["totp_uri"] = services().auth.provisioning_uri(user, secret)
+    return jsonify(out), 201
+
+
+@operation("/users/<int:user_id>", "PATCH", "Change an account's role, site, names or active flag",
+           "users.manage", body=UserUpdate)
+def update_user(user_id: int) -> Any:
+    body = parse_body(UserUpdate)
+    svc = services()
+    user = svc.auth.get_user(user_id, g.scope)
+    changes = body.model_dump(exclude_unset=True)
+    active = changes.pop("is_active", None)
+    if changes:
+        svc.auth.update_user(g.actor, user, **changes)
+    if active is not None and active != user.is_active:
+        svc.auth.set_active(g.actor, user, active)
+    return jsonify(user_summary(user))
+
+
+# Tokens --------------------------------------------------------------------------------------
+@operation("/tokens", "GET", "The caller's API tokens (never their secrets)", "tokens.own")
+def list_tokens() -> Any:
+    return jsonify({"items": [
+        {"id": t.id, "name": t.name, "prefix": t.prefix, "created_at": t.created_at.isoformat(),
+         "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+         "revoked": t.revoked_at is not None} for t in services().auth.tokens_of(g.user)]})
+
+
+@operation("/tokens/<int:token_id>", "DELETE", "Revoke one of the caller's tokens", "tokens.own")
+def revoke_token(token_id: int) -> Any:
+    svc = services()
+    svc.auth.revoke_token(g.actor, svc.auth.get_token(token_id, owner=g.user, scope=g.scope))
+    return "", 204
+
+
+# Jobs ----------------------------------------------------------------------------------------
+class JobStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@operation("/jobs", "GET", "Background jobs in the caller's scope", "jobs.read",
+           query=[("kind", "string", "job kind"), ("state", "string", "job state")])
+def list_jobs() -> Any:
+    rows = services().jobs.list(g.scope, kind=request.args.get("kind") or None,
+                                state=request.args.get("state") or None, limit=200)
+    return jsonify({"items": [job_json(j) for j in rows]})
+
+
+@operation("/jobs/<int:job_id>", "GET", "One job with its log lines", "jobs.read")
+def get_job(job_id: int) -> Any:
+    svc = services()
+    j = svc.jobs.get(job_id, g.scope)
+    return jsonify(job_json(j) | {"log": [{"at": ln.at.isoformat(), "level": ln.level, "line": ln.line}
+                                          for ln in svc.jobs.log_lines(j)]})
+
+
+@operation("/jobs", "POST", "Queue a job of a registered kind", "jobs.manage", body=JobStart)
+def start_job() -> Any:
+    body = parse_body(JobStart)
+    kind = JOB_KINDS.get(body.kind)
+    if kind is None:
+        raise ValidationFailed(f"unknown job kind {body.kind!r}",
+                               details=[{"field": "kind", "message": f"one of {sorted(JOB_KINDS)}"}])
+    if not has_permission(g.user.role, kind.permission):
+        raise PermissionDenied(f"starting {body.kind} needs the permission {kind.permission}")
+    job = services().jobs.enqueue(g.actor, body.kind, body.params)
+    return jsonify(job_json(job)), 202
+
+
+@operation("/jobs/<int:job_id>/cancel", "POST", "Cancel a queued or running job", "jobs.manage")
+def cancel_job(job_id: int) -> Any:
+    svc = services()
+    job = svc.jobs.get(job_id, g.scope)
+    svc.jobs.cancel(g.actor, job)
+    return jsonify(job_json(job))
+
+
+# Audit ---------------------------------------------------------------------------------------
+@operation("/audit", "GET", "Audit entries, newest first", "audit.read",
+           query=[("actor", "string", "username"), ("action", "string", "action prefix"), *PAGE_QUERY])
+def list_audit() -> Any:
+    from ...audit.service import AuditFilter, entry_to_dict
+
+    limit, offset = _page_args()
+    rows = services().audit.search(AuditFilter(actor=request.args.get("actor") or None,
+                                               action=request.args.get("action") or None),
+                                   limit=limit, offset=offset)
+    return jsonify({"items": [entry_to_dict(e) for e in rows]})
+
+
+@operation("/audit/verify", "GET", "Verify the whole audit chain", "audit.read")
+def verify_audit() -> Any:
+    return jsonify(services().audit.verify().as_dict())
+
+
+# OpenAPI -------------------------------------------------------------------------------------
+def _path(rule: str) -> str:
+    import re
+
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {
+        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+            "status": {"type": "integer"}, "code": {"type": "string"}, "message": {"type": "string"},
+            "details": {"type": "array", "items": {"type": "object"}}}}}},
+    }
+    import re
+
+    for op in OPERATIONS:
+        params = [{"name": m.group(2), "in": "path", "required": True,
+                   "schema": {"type": "integer" if m.group(1) == "int:" else "string"}}
+                  for m in re.finditer(r"<([a-z]+:)?([a-z_]+)>", op.rule)]
+        params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}, "description": d}
+                   for n, t, d in op.query]
+        spec: dict[str, Any] = {
+            "summary": op.summary, "operationId": f"{op.method.lower()}_{_path(op.rule)}",
+            "parameters": params, "x-permission": op.permission,
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": op.response}}},
+                          "default": {"description": "error", "content": {"application/json": {
+                              "schema": {"$ref": "#/components/schemas/Error"}}}}},
+        }
+        if op.permission != PUBLIC:
+            spec["security"] = [{"bearer": []}]
+        if op.body is not None:
+            schemas[op.body.__name__] = op.body.model_json_schema()
+            spec["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
+        paths.setdefault("/api/v1" + _path(op.rule), {})[op.method.lower()] = spec
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "EcoCloud Ops API", "version": __version__,
+                 "description": "Every route needs 'Authorization: Bearer <personal access token>'. "
+                                "Errors share one shape (components/schemas/Error)."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@operation("/openapi.json", "GET", "This document", PUBLIC)
+def openapi() -> Any:
+    return jsonify(openapi_document())
+
+
+__all__ = ["api_bp", "error_body", "openapi_document"]

@@ -1,0 +1,15 @@
+"""Server-rendered console pages."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_console(app: Flask) -> None:
+    from .admin import bp as admin_bp
+    from .auth import bp as auth_bp
+    from .main import bp as main_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(main_bp)
+    app.register_blueprint(admin_bp)

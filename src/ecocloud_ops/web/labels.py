@@ -1,0 +1,21 @@
+"""Display names of enumerations, translated."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+
+ROLE_LABELS = {
+    "admin": _l("System administrator"),
+    "security_admin": _l("Security administrator"),
+    "auditor": _l("Auditor"),
+    "cloud_ops": _l("Cloud ops engineer"),
+    "network_ops": _l("Network ops engineer"),
+    "assessment_officer": _l("Assessment officer"),
+    "desk_agent": _l("Service-desk agent"),
+    "dr_coordinator": _l("DR coordinator"),
+    "vendor_engineer": _l("Vendor engineer"),
+    "provincial_staff": _l("Provincial / local staff"),
+}
+TIER_LABELS = {"ministry": _l("Ministry"), "province": _l("Province"), "city": _l("City"), "county": _l("County")}
+STATE_LABELS = {"queued": _l("queued"), "running": _l("running"), "succeeded": _l("succeeded"),
+                "failed": _l("failed"), "canceled": _l("canceled")}

@@ -1,0 +1,151 @@
+"""Every registered route x every role: the declared permission is what is enforced, and objects
+outside a user's site scope answer 404 with no data."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from ecocloud_ops.audit.service import Actor
+from ecocloud_ops.auth.permissions import AUTHENTICATED, PUBLIC, Role, has_permission
+from ecocloud_ops.bootstrap import Container
+from ecocloud_ops.web.security import SECOND_FACTOR
+from tests.conftest import TEST_ACTOR, Account, api_token
+
+HEBEI, GUANGDONG = "130000", "440000"
+ARG = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+
+
+@dataclass
+class World:
+    accounts: dict[str, Account]
+    tokens: dict[str, str]
+    own_token_ids: dict[str, int]
+    objects: dict[str, dict[str, Any]]  # "in" / "out" -> {arg: value}
+    secrets: dict[str, str]  # names that must not leak from out-of-scope objects
+
+
+@pytest.fixture
+def world(container: Container, make_user: Callable[..., Account]) -> World:
+    accounts, tokens, own = {}, {}, {}
+    for role in Role:
+        site = HEBEI if role in (Role.PROVINCIAL_STAFF, Role.VENDOR_ENGINEER) else "000000"
+        acc = make_user(f"r.{role.value}", role.value, site, team="vendor-a" if role == Role.VENDOR_ENGINEER else None)
+        accounts[role.value] = acc
+        tokens[role.value] = api_token(container, acc)
+        with container.unit_of_work() as svc:
+            t, _ = svc.auth.create_token(TEST_ACTOR, svc.auth.by_username(acc.username), "own")
+            own[role.value] = t.id
+    hebei_user = make_user("target.hebei", "provincial_staff", "130100")
+    gd_user = make_user("target.gd", "provincial_staff", "440100")
+    objects: dict[str, dict[str, Any]] = {}
+    for key, user, site in (("in", hebei_user, "130100"), ("out", gd_user, "440100")):
+        with container.unit_of_work() as svc:
+            u = svc.auth.by_username(user.username)
+            job = svc.jobs.enqueue(Actor(user.username), "system.sleep", {"seconds": 0}, site_code=site)
+            tok, _ = svc.auth.create_token(TEST_ACTOR, u, "target")
+            s = svc.auth.start_session(u, TEST_ACTOR, "t", fully=True)
+            objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id}
+    return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd"})
+
+
+def console_client(app: Flask, container: Container, acc: Account) -> FlaskClient:
+    client = app.test_client()
+    with container.unit_of_work() as svc:
+        s = svc.auth.start_session(svc.auth.by_username(acc.username), TEST_ACTOR, "matrix", fully=True)
+    with client.session_transaction() as sess:
+        sess["sid"] = s.id
+    return client
+
+
+OWN_TOKEN_ENDPOINTS = {"auth.revoke_token", "api.revoke_token"}
+
+
+def routes(app: Flask) -> list[tuple[str, str, Any]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            out.append((rule.endpoint, method, rule))
+    return out
+
+
+def build_url(rule: Any, values: dict[str, Any]) -> str:
+    return ARG.sub(lambda m: str(values[m.group(1)]), rule.rule)
+
+
+def call(app: Flask, container: Container, world: World, role: str, method: str, url: str) -> Any:
+    if url.startswith("/api/"):
+        client = app.test_client()
+        return client.open(url, method=method, headers={"Authorization": f"Bearer {world.tokens[role]}"})
+    client = console_client(app, container, world.accounts[role])
+    return client.open(url, method=method, data={})
+
+
+def test_every_route_declares_a_permission(app: Flask) -> None:
+    missing = [f"{m} {r.rule} ({e})" for e, m, r in routes(app)
+               if getattr(app.view_functions[e], "_permission", None) is None]
+    assert not missing, f"routes without a declared permission: {missing}"
+
+
+def test_every_route_and_role_is_allowed_or_denied_as_declared(app: Flask, container: Container,
+                                                                world: World) -> None:
+    app.config["WTF_CSRF_ENABLED"] = False
+    failures = []
+    checked = 0
+    for endpoint, method, rule in routes(app):
+        perm = app.view_functions[endpoint]._permission
+        for role in Role:
+            values = dict(world.objects["in"])
+            if endpoint in OWN_TOKEN_ENDPOINTS:
+                values["token_id"] = world.own_token_ids[role.value]
+            url = build_url(rule, values)
+            r = call(app, container, world, role.value, method, url)
+            checked += 1
+            allowed = perm in (PUBLIC, AUTHENTICATED, SECOND_FACTOR) or has_permission(role.value, perm)
+            to_login = r.status_code == 302 and "/login" in (r.location or "") and endpoint != "auth.logout"
+            if allowed and (r.status_code in (401, 403, 404) or r.status_code >= 500 or to_login):
+                failures.append(f"{role.value} should reach {method} {url} ({perm}) but got {r.status_code}")
+            if not allowed and r.status_code != 403:
+                failures.append(f"{role.value} should be refused {method} {url} ({perm}) but got {r.status_code}")
+    assert checked > 300
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("role", ["provincial_staff", "vendor_engineer"])
+def test_objects_of_another_province_are_404_without_data(app: Flask, container: Container, world: World,
+                                                         role: str) -> None:
+    checked = 0
+    for endpoint, method, rule in routes(app):
+        if method != "GET":
+            continue
+        args = set(ARG.findall(rule.rule))
+        if not args or args & {"token_id", "sid"}:
+            continue
+        perm = app.view_functions[endpoint]._permission
+        if not has_permission(role, perm):
+            continue
+        url = build_url(rule, world.objects["out"])
+        r = call(app, container, world, role, method, url)
+        body = r.get_data(as_text=True)
+        assert r.status_code == 404, f"{role} GET {url}: {r.status_code}"
+        for secret in world.secrets.values():
+            assert secret not in body, f"{url} leaks {secret}"
+        inside = call(app, container, world, role, method, build_url(rule, world.objects["in"]))
+        assert inside.status_code == 200, f"{role} GET in-scope {rule.rule}: {inside.status_code}"
+        checked += 1
+    assert checked >= 2
+
+
+def test_national_roles_see_other_provinces(app: Flask, container: Container, world: World) -> None:
+    r = call(app, container, world, "network_ops", "GET", f"/api/v1/sites/{GUANGDONG}")
+    assert r.status_code == 200 and r.json["name"] == "广东省"
+    r = call(app, container, world, "auditor", "GET", f"/users/{world.objects['out']['user_id']}")
+    assert r.status_code == 200 and "target.gd" in r.get_data(as_text=True)
