@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from .errors import Conflict, ValidationFailed
 from .migrate import current_revision
 
 FORMAT = "ecocloud-backup/1"
+#: Tables ``db upgrade`` fills in a fresh instance (policy defaults, the empty chain head).
+SEEDED_TABLES = ("policies", "audit_head")
 #: Instance files that belong to the data: keys that sign the audit chain and decrypt secrets.
 INSTANCE_FILES = ("audit_ed25519.pem", "data.key", "secret_key")
 
@@ -104,25 +107,15 @@ def write_backup(container: Container, out: Path) -> dict[str, Any]:
     return manifest
 
 
-def restore_backup(container: Container, path: Path) -> dict[str, Any]:
-    """Restore into an empty instance (schema at the backup's revision, no rows). Returns the manifest.
-
-    Raises ValidationFailed for a damaged or foreign file, Conflict when the target holds data."""
-    try:
-        tar = tarfile.open(path, mode="r:gz")
-    except (OSError, tarfile.TarError) as exc:
-        raise ValidationFailed(f"{path} is not a readable backup: {exc}") from exc
-    with tar:
+def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    with tarfile.open(path, mode="r:gz") as tar:
         def read(name: str) -> bytes:
             member = tar.extractfile(name)
             if member is None:
                 raise ValidationFailed(f"backup lacks {name}")
             return member.read()
 
-        try:
-            manifest = json.loads(read("manifest.json"))
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise ValidationFailed(f"{path} has no valid manifest") from exc
+        manifest = json.loads(read("manifest.json"))
         if manifest.get("format") != FORMAT:
             raise ValidationFailed(f"{path} is not an EcoCloud Ops backup")
         blobs = {}
@@ -131,6 +124,17 @@ def restore_backup(container: Container, path: Path) -> dict[str, Any]:
             if hashlib.sha256(data).hexdigest() != digest:
                 raise ValidationFailed(f"backup member {name} is damaged (checksum mismatch)")
             blobs[name] = data
+    return manifest, blobs
+
+
+def restore_backup(container: Container, path: Path) -> dict[str, Any]:
+    """Restore into an empty instance (schema at the backup's revision, no rows). Returns the manifest.
+
+    Raises ValidationFailed for a damaged or foreign file, Conflict when the target holds data."""
+    try:
+        manifest, blobs = _read_archive(path)
+    except (OSError, EOFError, tarfile.TarError, zlib.error, KeyError, json.JSONDecodeError) as exc:
+        raise ValidationFailed(f"{path} is not a readable backup ({type(exc).__name__}: {exc})") from exc
     revision = current_revision(container)
     if revision != manifest["revision"]:
         raise Conflict(f"the target database is at revision {revision}, the backup at {manifest['revision']}: "
@@ -139,12 +143,13 @@ def restore_backup(container: Container, path: Path) -> dict[str, Any]:
     tables = _ordered(md)
     with container.engine.begin() as conn:
         for table in tables:
-            if table.name in ("policies",):
-                continue  # seeded by db upgrade; replaced below
+            if table.name in SEEDED_TABLES:
+                continue  # written by db upgrade; replaced below
             if conn.execute(select(func.count()).select_from(table)).scalar():
                 raise Conflict(f"the target database is not empty (table {table.name} has rows): "
                                "restore only into a fresh instance")
-        conn.execute(md.tables["policies"].delete())
+        for name in SEEDED_TABLES:
+            conn.execute(md.tables[name].delete())
         for table in tables:
             raw = blobs.get(f"tables/{table.name}.jsonl", b"").decode()
             rows = []

@@ -38,8 +38,13 @@ class Container:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or load_settings()
         self.settings.instance_dir.mkdir(parents=True, exist_ok=True)
+
+    def configure_logging(self) -> None:
+        """Process-wide logging for the CLI, server and worker (never called by tests)."""
         logging.basicConfig(level=self.settings.log_level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
     @cached_property
     def engine(self) -> Engine:

@@ -7,16 +7,17 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .audit.service import Actor
 from .auth.permissions import Role, markdown_table
-from .bootstrap import Container
-from .config import load_settings
 from .errors import ConfigError, EcoCloudError
+
+if TYPE_CHECKING:  # heavy imports wait until a command needs them, so --help is instant
+    from .audit.service import Actor
+    from .bootstrap import Container
 
 
 class App:
@@ -29,11 +30,17 @@ class App:
     @property
     def container(self) -> Container:
         if self._container is None:
+            from .bootstrap import Container
+            from .config import load_settings
+
             self._container = Container(load_settings(self.config))
+            self._container.configure_logging()
         return self._container
 
     @property
     def actor(self) -> Actor:
+        from .audit.service import Actor
+
         try:
             who = getpass.getuser()
         except Exception:
@@ -178,7 +185,7 @@ def sites_list(app: App, tier: str | None, parent: str | None, query: str | None
     from .auth.scope import Scope
 
     with app.container.unit_of_work() as svc:
-        rows, total = svc.sites.list(Scope.everything(), tier=tier, parent_code=parent, query=query, limit=limit)
+        rows, total = svc.sites.search(Scope.everything(), tier=tier, parent_code=parent, query=query, limit=limit)
         data = [{"code": s.code, "name": s.name, "tier": s.tier,
                  "parent": s.path.strip("/").split("/")[-2] if s.path.count("/") > 1 else None} for s in rows]
     emit({"total": total, "items": data}, as_json,
@@ -385,9 +392,10 @@ def backup(app: App, out: str) -> None:
     """Write a consistent copy of the database and the instance files (keys included: keep it safe)."""
     from .backup import write_backup
 
-    manifest = write_backup(app.container, Path(out))
+    # Recorded first, so the backup holds the entry that says it was taken.
     with app.container.unit_of_work() as svc:
-        svc.audit.record(app.actor, "system.backup", detail=f"{out}: {sum(manifest['rows'].values())} rows")
+        svc.audit.record(app.actor, "system.backup", detail=f"to {out}")
+    manifest = write_backup(app.container, Path(out))
     click.echo(f"backup written to {out}: {sum(manifest['rows'].values())} rows in {len(manifest['rows'])} tables")
 
 

@@ -56,7 +56,7 @@ def test_a_later_list_adds_renames_and_retires_without_losing_history(container:
         ev = svc.session.execute(select(SiteEvent).where(SiteEvent.site_id == renamed.id,
                                                          SiteEvent.kind == "renamed")).scalar_one()
         assert (ev.old_value, ev.new_value) == ("长安区", "长安新区")
-        rows, total = svc.sites.list(Scope.everything(), parent_code="130200")
+        rows, total = svc.sites.search(Scope.everything(), parent_code="130200")
         assert [s.code for s in rows] == ["130203"]
     with container.unit_of_work() as svc:  # it comes back in a still later list
         r = svc.sites.sync(TEST_ACTOR, build_divisions(SMALL_TREE))
@@ -66,7 +66,7 @@ def test_a_later_list_adds_renames_and_retires_without_losing_history(container:
 def test_provincial_scope_sees_only_its_subtree(container: Container, small_tree: None) -> None:
     hebei = Scope.for_user("provincial_staff", "000000/130000/")
     with container.unit_of_work() as svc:
-        rows, total = svc.sites.list(hebei, limit=100)
+        rows, total = svc.sites.search(hebei, limit=100)
         assert {s.code[:2] for s in rows} == {"13"} and total == 6
         counts = svc.sites.counts_by_tier(hebei)
         assert (counts.ministry, counts.province, counts.city, counts.county) == (0, 1, 2, 3)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import or_
 
 from ..sites.models import Site
-from .permissions import NATIONAL_ROLES, Role
+from .permissions import NATIONAL_ROLES
 
 
 @dataclass(frozen=True)

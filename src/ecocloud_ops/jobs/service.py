@@ -42,7 +42,7 @@ class JobService:
             raise NotFound(f"job {job_id} not found")
         return job
 
-    def list(self, scope: Scope, *, kind: str | None = None, state: str | None = None,
+    def search(self, scope: Scope, *, kind: str | None = None, state: str | None = None,
              limit: int = 50) -> list[Job]:
         q = select(Job).where(scope.code_clause(Job.site_code))
         if kind:

@@ -177,7 +177,7 @@ class SiteService:
             raise NotFound(f"site {code} not found")
         return site
 
-    def list(self, scope: Scope, *, tier: str | None = None, parent_code: str | None = None,
+    def search(self, scope: Scope, *, tier: str | None = None, parent_code: str | None = None,
              query: str | None = None, include_retired: bool = False, limit: int = 100,
              offset: int = 0) -> tuple[list[Site], int]:
         """Sites in scope, ordered by code, and the total count matching the filters."""

@@ -50,13 +50,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
     Babel(app, locale_selector=select_locale)
-    csrf.init_app(app)
 
     from . import errors, security
     from .api import api_bp
     from .console import register_console
 
+    # Identity first, so a request refused by the CSRF check is audited with its user.
     security.init_app(app, container)
+    csrf.init_app(app)
     errors.init_app(app)
     register_console(app)
     csrf.exempt(api_bp)

@@ -24,7 +24,7 @@ SECOND_FACTOR = "second_factor"
 def services() -> Services:
     if "services" not in g:
         g.services = g.container.services(g.db)
-    return g.services  # type: ignore[no-any-return]
+    return g.services
 
 
 def client_ip() -> str:

@@ -111,7 +111,7 @@ def me() -> Any:
                   ("q", "string", "name contains or code starts with"), *PAGE_QUERY])
 def list_sites() -> Any:
     limit, offset = _page_args()
-    rows, total = services().sites.list(g.scope, tier=request.args.get("tier") or None,
+    rows, total = services().sites.search(g.scope, tier=request.args.get("tier") or None,
                                         parent_code=request.args.get("parent") or None,
                                         query=(request.args.get("q") or None), limit=limit, offset=offset)
     return jsonify({"total": total, "items": [site_json(s) for s in rows]})
@@ -226,7 +226,7 @@ class JobStart(BaseModel):
 @operation("/jobs", "GET", "Background jobs in the caller's scope", "jobs.read",
            query=[("kind", "string", "job kind"), ("state", "string", "job state")])
 def list_jobs() -> Any:
-    rows = services().jobs.list(g.scope, kind=request.args.get("kind") or None,
+    rows = services().jobs.search(g.scope, kind=request.args.get("kind") or None,
                                 state=request.args.get("state") or None, limit=200)
     return jsonify({"items": [job_json(j) for j in rows]})
 

@@ -41,7 +41,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
 def home() -> Any:
     svc = services()
     counts = svc.sites.counts_by_tier(g.scope)
-    jobs = svc.jobs.list(g.scope, limit=5) if has_permission(g.user.role, "jobs.read") else []
+    jobs = svc.jobs.search(g.scope, limit=5) if has_permission(g.user.role, "jobs.read") else []
     root = None
     if not g.scope.national:
         root = svc.sites.by_code(g.user.site.code)
@@ -74,7 +74,7 @@ def sites() -> Any:
     q = (request.args.get("q") or "").strip()[:50] or None
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     per_page = 50
-    rows, total = services().sites.list(g.scope, tier=tier, query=q, parent_code=request.args.get("parent") or None,
+    rows, total = services().sites.search(g.scope, tier=tier, query=q, parent_code=request.args.get("parent") or None,
                                         limit=per_page, offset=(page - 1) * per_page)
     return render_template("sites.html", sites=rows, total=total, tier=tier, q=q or "", page=page,
                            pages=max((total + per_page - 1) // per_page, 1), tiers=list(Tier))
@@ -102,7 +102,7 @@ def seed_sites() -> Any:
 def jobs() -> Any:
     state = request.args.get("state") or None
     kind = request.args.get("kind") or None
-    return render_template("jobs.html", jobs=services().jobs.list(g.scope, kind=kind, state=state, limit=200),
+    return render_template("jobs.html", jobs=services().jobs.search(g.scope, kind=kind, state=state, limit=200),
                            kinds=JOB_KINDS, state=state, kind=kind)
 
 

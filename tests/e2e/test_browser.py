@@ -1,0 +1,95 @@
+"""The console in Debian's Chromium, driven by Playwright, against waitress on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from tests.conftest import ARTIFACTS, BACKEND, PASSWORD, drop_pg_database, fresh_database_url
+from tests.e2e.peers import cli, env_for, free_port, start, stop, wait_health
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    url = fresh_database_url(tmp, f"ecocloud_e2e_{os.getpid()}")
+    env = env_for(tmp / "instance", url)
+    cli(env, "db", "upgrade")
+    cli(env, "sites", "seed-national")
+    admin = json.loads(cli(env, "users", "create", "--username", "e2e.admin", "--role", "admin", "--site",
+                           "000000", "--password", PASSWORD, "--json"))
+    port = free_port()
+    log = tmp / "serve.log"
+    proc = start(env, "serve", "--port", str(port), log=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_health(base, proc, log)
+        yield {"base": base, "totp": admin["totp_secret"], "env": env}
+    finally:
+        stop(proc)
+        if BACKEND == "postgresql":
+            drop_pg_database(url)
+
+
+def test_login_with_totp_language_switch_and_home_counts(server: dict) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: scripts/test.sh installs it"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(locale="zh-CN")
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+                if r.status >= 400 and not (r.status == 401 and "/login?" in r.url + "?") else None)
+        page.goto(server["base"] + "/")
+        expect(page.locator("h1")).to_have_text("登录")
+        page.fill("#username", "e2e.admin")
+        page.fill("#password", "wrong-password")
+        page.click("#login-submit")
+        expect(page.locator("#login-error")).to_contain_text("用户名或密码错误")
+        page.fill("#username", "e2e.admin")
+        page.fill("#password", PASSWORD)
+        page.click("#login-submit")
+        expect(page.locator("h1")).to_have_text("双因素认证")
+        page.fill("#code", pyotp.TOTP(server["totp"]).now())
+        page.click("#totp-submit")
+        expect(page.locator("#count-province")).to_have_text("31")
+        expect(page.locator("#count-city")).to_have_text("333")
+        expect(page.locator("#count-county")).to_have_text("2843")
+        expect(page.locator("#count-ministry")).to_have_text("1")
+        expect(page.locator("#worker-warning")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "e2e-home-zh.png"), full_page=True)
+        page.click("#lang-en")
+        expect(page.locator("#logout")).to_have_text("Log out")
+        expect(page.locator("h1")).to_contain_text("Overview")
+        expect(page.locator("#count-county")).to_have_text("2843")
+        page.screenshot(path=str(ARTIFACTS / "e2e-home-en.png"), full_page=True)
+
+        # A double-clicked submit button creates one account, not two.
+        page.goto(server["base"] + "/users/new")
+        page.fill("#username", "double.click")
+        page.fill("#password", "Green-River-2026")
+        page.select_option("#role", "auditor")
+        page.locator("button[data-once]").dblclick()
+        expect(page.locator("h1")).to_contain_text("double.click")
+        page.goto(server["base"] + "/users?q=double.click")
+        expect(page.locator("#users-table tbody tr")).to_have_count(1)
+        page.screenshot(path=str(ARTIFACTS / "e2e-users.png"))
+
+        # Static assets come from the instance, not a CDN.
+        css = page.evaluate("[...document.styleSheets].map(s => s.href).filter(Boolean)")
+        assert css and all(h.startswith(server["base"]) for h in css), css
+        browser.close()
+    assert not errors, errors
