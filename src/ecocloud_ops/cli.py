@@ -61,6 +61,14 @@ class Group(click.Group):
             return super().invoke(ctx)
         except EcoCloudError as exc:
             fail(exc.message, 2 if isinstance(exc, ConfigError) else 1)
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError, ProgrammingError
+
+            if isinstance(exc, OperationalError | ProgrammingError):
+                # No traceback for an unreachable or un-migrated database: say what to do.
+                fail(f"database error ({type(exc.orig).__name__}): {str(exc.orig).strip().splitlines()[0]}"
+                     " — is the database reachable and 'ecocloud-ops db upgrade' run?")
+            raise
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:
@@ -104,8 +112,10 @@ def db_upgrade(app: App) -> None:
 def _serve(container: Container, host: str, port: int) -> None:
     from waitress import serve as waitress_serve
 
+    from .migrate import require_current_schema
     from .web import create_app
 
+    require_current_schema(container)
     app = create_app(container=container)
     click.echo(f"EcoCloud Ops console and API on http://{host}:{port}/")
     waitress_serve(app, host=host, port=port, threads=container.settings.threads, ident="ecocloud-ops")
@@ -126,7 +136,9 @@ def serve(app: App, host: str | None, port: int | None) -> None:
 def worker(app: App) -> None:
     """Run the scheduler and the background jobs (one per site is enough)."""
     from .jobs.runner import Worker
+    from .migrate import require_current_schema
 
+    require_current_schema(app.container)
     w = Worker(app.container)
     click.echo(f"worker {w.name} running; Ctrl-C to stop")
     try:

@@ -40,3 +40,13 @@ def current_revision(container: Container) -> str | None:
 def head_revision(container: Container) -> str | None:
     cfg = alembic_config(container.settings.effective_database_url)
     return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def require_current_schema(container: Container) -> None:
+    """Refuse to serve or work on a database that is not at the code's schema revision."""
+    from .errors import ConfigError
+
+    current, head = current_revision(container), head_revision(container)
+    if current != head:
+        raise ConfigError(f"the database is at schema revision {current or 'none'}, this version needs {head}: "
+                          "run 'ecocloud-ops db upgrade'")

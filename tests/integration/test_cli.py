@@ -156,3 +156,13 @@ def test_backup_restores_into_an_empty_instance(inst: tuple[Path, str], containe
     finally:
         if BACKEND == "postgresql":
             drop_pg_database(url2)
+
+
+def test_an_unmigrated_or_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    p = run(tmp_path / "i", empty, "users", "list", ok=False)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "db upgrade" in p.stderr
+    p = run(tmp_path / "i", empty, "worker", ok=False)
+    assert p.returncode == 2 and "run 'ecocloud-ops db upgrade'" in p.stderr
+    p = run(tmp_path / "i", "postgresql+psycopg://nobody@127.0.0.1:9/none", "users", "list", ok=False)
+    assert p.returncode == 1 and "Connection refused" in p.stderr and "Traceback" not in p.stderr

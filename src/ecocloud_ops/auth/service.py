@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ..audit.service import Actor, AuditLog
 from ..crypto import SecretBox
 from ..db import utcnow
-from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from ..errors import AuthFailed, Conflict, NotFound, ValidationFailed
 from ..policies.service import PolicyService, SecurityPolicy
 from ..sites.models import Site
 from .models import ApiToken, User, UserSession
@@ -409,9 +409,7 @@ class AuthService:
                               after={"user": token.user.username, "name": token.name})
 
     def authenticate_token(self, plain: str) -> User:
-        """The active user behind a bearer token; raises PermissionDenied-like AuthFailed otherwise."""
-        from ..errors import AuthFailed
-
+        """The active user behind a bearer token; raises AuthFailed otherwise."""
         digest = hashlib.sha256((plain or "").encode()).hexdigest()
         token = self.session.execute(select(ApiToken).where(ApiToken.token_hash == digest)).scalar_one_or_none()
         now = utcnow()
@@ -423,7 +421,3 @@ class AuthService:
             token.last_used_at = now
         return token.user
 
-
-def require_self_or(actor_user: User, target: User, allowed: bool) -> None:
-    if actor_user.id != target.id and not allowed:
-        raise PermissionDenied("not allowed")

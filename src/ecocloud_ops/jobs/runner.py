@@ -41,6 +41,7 @@ class JobContext:
         self.job_id = job_id
         self.actor = actor
         self._last_progress = 0.0
+        self._last_cancel_check = 0.0
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Services]:
@@ -63,6 +64,11 @@ class JobContext:
             svc.session.add(JobLogLine(job_id=self.job_id, line=line, level=level))
 
     def check_cancel(self) -> None:
+        """Raise JobCanceled once a cancel was requested (looks at most twice a second)."""
+        now = time.monotonic()
+        if now - self._last_cancel_check < 0.5:
+            return
+        self._last_cancel_check = now
         with self.container.unit_of_work() as svc:
             job = svc.session.get(Job, self.job_id)
             if job is not None and job.cancel_requested:

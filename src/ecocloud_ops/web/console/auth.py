@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 
 from ...auth.permissions import AUTHENTICATED, PUBLIC
 from ...errors import ValidationFailed
-from ..security import SECOND_FACTOR, client_ip, requires, services
+from ..security import SECOND_FACTOR, requires, services
 
 bp = Blueprint("auth", __name__)
 
@@ -174,7 +174,3 @@ def revoke_token(token_id: int) -> Any:
     svc.auth.revoke_token(g.actor, svc.auth.get_token(token_id, owner=g.user, scope=g.scope))
     flash(_("Token revoked."), "success")
     return redirect(url_for("auth.profile"))
-
-
-def _ip() -> str:
-    return client_ip()
