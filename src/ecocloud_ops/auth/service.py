@@ -214,7 +214,6 @@ class AuthService:
     # Login ---------------------------------------------------------------------------------
     def authenticate(self, username: str, password: str, actor: Actor) -> LoginResult:
         """Check a password with lockout. Records the attempt in the audit log either way."""
-        policy = self._policy()
         now = utcnow()
         user = self.session.execute(
             select(User).where(User.username == (username or "").strip().lower())
@@ -230,17 +229,9 @@ class AuthService:
                               outcome="failure", detail="account locked")
             return LoginResult(False, user=user, reason="locked", locked_until=user.locked_until)
         if not ok:
-            user.failed_logins += 1
-            detail = f"wrong password ({user.failed_logins}/{policy.lockout_threshold})"
-            if user.failed_logins >= policy.lockout_threshold:
-                user.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
-                user.failed_logins = 0
-                detail += f"; locked for {policy.lockout_minutes} minutes"
-                self.audit.record(who, "auth.login", target_type="user", target_id=user.username,
-                                  outcome="failure", detail=detail)
+            locked = self._count_failure(user, who, "auth.login", "wrong password")
+            if locked:
                 return LoginResult(False, user=user, reason="locked", locked_until=user.locked_until)
-            self.audit.record(who, "auth.login", target_type="user", target_id=user.username,
-                              outcome="failure", detail=detail)
             return LoginResult(False, user=user, reason="bad_credentials")
         if not user.is_active:
             self.audit.record(who, "auth.login", target_type="user", target_id=user.username,
@@ -261,9 +252,22 @@ class AuthService:
         return LoginResult(True, user=user, needs_totp=needs_totp,
                            needs_enrollment=needs_totp and user.totp_secret_enc is None)
 
+    def _count_failure(self, user: User, who: Actor, action: str, what: str) -> bool:
+        """Count a failed factor and audit it; lock the account at the threshold. True when locked now."""
+        policy = self._policy()
+        user.failed_logins += 1
+        detail = f"{what} ({user.failed_logins}/{policy.lockout_threshold})"
+        locked = user.failed_logins >= policy.lockout_threshold
+        if locked:
+            user.locked_until = utcnow() + dt.timedelta(minutes=policy.lockout_minutes)
+            user.failed_logins = 0
+            detail += f"; locked for {policy.lockout_minutes} minutes"
+        self.audit.record(who, action, target_type="user", target_id=user.username, outcome="failure",
+                          detail=detail)
+        return locked
+
     def verify_totp(self, user: User, code: str, actor: Actor, *, secret: str | None = None) -> bool:
         """Check a TOTP code (±1 step, no replay). With ``secret`` it confirms an enrollment."""
-        policy = self._policy()
         now = utcnow()
         who = Actor(user.username, user.role, actor.channel, actor.ip, user.id)
         if user.locked_until and user.locked_until > now:
@@ -280,14 +284,7 @@ class AuthService:
                 if secrets.compare_digest(totp.at(step * 30), code):
                     matched_step = step
         if matched_step is None or (user.totp_last_step is not None and matched_step <= user.totp_last_step):
-            user.failed_logins += 1
-            detail = "wrong or reused code"
-            if user.failed_logins >= policy.lockout_threshold:
-                user.locked_until = now + dt.timedelta(minutes=policy.lockout_minutes)
-                user.failed_logins = 0
-                detail += f"; locked for {policy.lockout_minutes} minutes"
-            self.audit.record(who, "auth.totp", target_type="user", target_id=user.username,
-                              outcome="failure", detail=detail)
+            self._count_failure(user, who, "auth.totp", "wrong or reused code")
             return False
         user.totp_last_step = matched_step
         user.failed_logins = 0
