@@ -18,6 +18,7 @@ from .config import Settings, load_settings
 from .crypto import AuditSigner, SecretBox, read_or_create_secret_file
 from .db import make_engine, make_session_factory, session_scope
 from .jobs.service import JobService
+from .network.service import DeviceService
 from .policies.service import PolicyService
 from .sites.service import SiteService
 
@@ -32,6 +33,7 @@ class Services:
     sites: SiteService
     auth: AuthService
     jobs: JobService
+    devices: DeviceService
 
 
 class Container:
@@ -77,6 +79,7 @@ class Container:
             sites=SiteService(session, audit),
             auth=AuthService(session, audit, self.box, policies),
             jobs=JobService(session, audit),
+            devices=DeviceService(session, audit, self.box),
         )
 
     @contextmanager

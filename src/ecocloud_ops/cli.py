@@ -424,6 +424,65 @@ def restore(app: App, file: str) -> None:
     click.echo(f"restored {sum(manifest['rows'].values())} rows from {file}")
 
 
+# Inventory -------------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def inventory() -> None:
+    """Device inventory as Ansible YAML or CSV."""
+
+
+def _format_of(path: str, fmt: str | None) -> str:
+    return fmt or ("csv" if path.lower().endswith(".csv") else "yaml")
+
+
+@inventory.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["yaml", "csv"]), help="Default: from the file name.")
+@click.option("--dry-run", is_flag=True, help="Print what would be created, changed and retired; write nothing.")
+@click.option("--prune", is_flag=True,
+              help="Retire devices absent from the file whose site codes appear in it (history is kept).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def inventory_import(app: App, file: str, fmt: str | None, dry_run: bool, prune: bool, as_json: bool) -> None:
+    """Import devices, all or nothing: one bad host writes nothing and is named with its field."""
+    from .network.inventory import parse
+
+    try:
+        text = Path(file).read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(f"{file} is not UTF-8 text: {exc}")
+    with app.container.unit_of_work() as svc:
+        specs = parse(text, _format_of(file, fmt), svc.devices.hosts_with_stored_secret())
+        plan = svc.devices.import_inventory(app.actor, specs, dry_run=dry_run, prune=prune)
+        if dry_run:
+            svc.session.rollback()
+    lines = [f"{'would create' if dry_run else 'created'} {h}" for h in plan.created]
+    lines += [f"{'would change' if dry_run else 'changed'} {h}: {', '.join(f)}" for h, f in plan.updated.items()]
+    lines += [f"{'would retire' if dry_run else 'retired'} {h}" for h in plan.retired]
+    lines.append(f"{len(plan.created)} new, {len(plan.updated)} changed, {len(plan.retired)} retired, "
+                 f"{plan.unchanged} unchanged" + (" (dry run: nothing written)" if dry_run else ""))
+    emit(plan.as_dict(), as_json, "\n".join(lines))
+
+
+@inventory.command("export")
+@click.option("--site", "site", help="Only this site's subtree.")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "csv"]), default="yaml", show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="File to write (default: standard output).")
+@pass_app
+def inventory_export(app: App, site: str | None, fmt: str, out: str | None) -> None:
+    """Write the inventory back in the import format (secrets are never exported)."""
+    from .auth.scope import Scope
+    from .network.inventory import to_csv, to_yaml
+
+    with app.container.unit_of_work() as svc:
+        specs = svc.devices.export_specs(Scope.everything(), site)
+    text = to_csv(specs) if fmt == "csv" else to_yaml(specs)
+    if out:
+        Path(out).write_text(text, "utf-8")
+        click.echo(f"wrote {len(specs)} devices to {out}")
+    else:
+        click.echo(text, nl=False)
+
+
 # Roles -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--markdown", is_flag=True, help="Print the README's role/permission table.")

@@ -4,10 +4,12 @@ from .audit.models import AuditEntry, AuditHead
 from .auth.models import ApiToken, User, UserSession
 from .db import Base
 from .jobs.models import Job, JobLogLine, WorkerHeartbeat
+from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap
 from .policies.models import Policy
 from .sites.models import Site, SiteEvent
 
 __all__ = [
-    "ApiToken", "AuditEntry", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
+    "ApiToken", "AuditEntry", "Device", "DeviceRollup", "MaintenanceWindow", "Outage", "OutagePeriod",
+    "PollCycle", "PollerGap", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
     "User", "UserSession", "WorkerHeartbeat",
 ]
