@@ -25,16 +25,30 @@ fi
 [[ -n "$PY" ]] || need+=(python3 python3-venv)
 if [[ -n "$PY" ]] && ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then need+=(python3-venv); fi
 command -v npm >/dev/null || need+=(nodejs npm)
+# The demo network: namespaces (iproute2), SNMP agents and tools (net-snmp), fast ICMP (fping).
+command -v ip >/dev/null || need+=(iproute2)
+[[ -x /usr/sbin/snmpd ]] || need+=(snmpd)
+command -v snmpget >/dev/null || need+=(snmp)
+command -v fping >/dev/null || need+=(fping)
 if (( WITH_TEST )); then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   have_pkg fonts-noto-cjk || need+=(fonts-noto-cjk)
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+  # The network lab: sshd per site namespace, ssh/sshpass and ping for the tests.
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+  command -v ssh >/dev/null || need+=(openssh-client)
+  command -v sshpass >/dev/null || need+=(sshpass)
+  command -v ping >/dev/null || need+=(iputils-ping)
 fi
 if (( ${#need[@]} )); then
   log "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Install without starting the packages' own services (snmpd, sshd): the platform runs its own.
+  had_policy=0; [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
+  (( had_policy )) || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  (( had_policy )) || rm -f /usr/sbin/policy-rc.d
 fi
 [[ -n "$PY" ]] || PY=$(command -v python3.11 || command -v python3)
 
@@ -57,13 +71,16 @@ fi
 
 # Front-end assets from the npm registry (served locally: the console works offline) ------------
 VENDOR=src/ecocloud_ops/web/static/vendor
-if [[ ! -f "$VENDOR/bootstrap/bootstrap.min.css" || frontend/package-lock.json -nt "$VENDOR/bootstrap/bootstrap.min.css" ]]; then
+if [[ ! -f "$VENDOR/chart.js/chart.umd.min.js" || frontend/package-lock.json -nt "$VENDOR/chart.js/chart.umd.min.js" ]]; then
   log "installing front-end assets"
   (cd frontend && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   mkdir -p "$VENDOR/bootstrap"
   cp frontend/node_modules/bootstrap/dist/css/bootstrap.min.css "$VENDOR/bootstrap/"
   cp frontend/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js "$VENDOR/bootstrap/"
   cp frontend/node_modules/bootstrap/LICENSE "$VENDOR/bootstrap/LICENSE"
+  mkdir -p "$VENDOR/chart.js"
+  cp frontend/node_modules/chart.js/dist/chart.umd.min.js "$VENDOR/chart.js/"
+  cp frontend/node_modules/chart.js/LICENSE.md "$VENDOR/chart.js/LICENSE.md"
 fi
 
 # Translations ---------------------------------------------------------------------------------

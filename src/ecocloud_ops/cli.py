@@ -110,6 +110,8 @@ def db_upgrade(app: App) -> None:
 
 # Server and worker -----------------------------------------------------------------------------
 def _serve(container: Container, host: str, port: int) -> None:
+    import signal
+
     from waitress import serve as waitress_serve
 
     from .migrate import require_current_schema
@@ -117,6 +119,8 @@ def _serve(container: Container, host: str, port: int) -> None:
 
     require_current_schema(container)
     app = create_app(container=container)
+    # SIGTERM (systemd, a test harness) unwinds like Ctrl-C, so cleanup in finally blocks runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"EcoCloud Ops console and API on http://{host}:{port}/")
     waitress_serve(app, host=host, port=port, threads=container.settings.threads, ident="ecocloud-ops")
 
@@ -151,19 +155,35 @@ def worker(app: App) -> None:
 @click.option("--host", default=None, help="Listen address (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (default 8080).")
 @click.option("--no-serve", is_flag=True, help="Prepare the demo instance and exit.")
+@click.option("--no-network", is_flag=True, help="Do not start the demo network of namespaces and SNMP agents.")
 @pass_app
-def demo(app: App, host: str | None, port: int | None, no_serve: bool) -> None:
-    """Prepare the embedded demo (SQLite, national site tree, demo accounts) and run worker + console."""
+def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_network: bool) -> None:
+    """Prepare the embedded demo (SQLite, national site tree, demo accounts, a demo network the
+    platform really polls) and run worker + console."""
     from .demo import prepare_demo
     from .jobs.runner import Worker
+    from .lab.demo import DemoNetwork
 
     c = app.container
     prepare_demo(c, app.actor, click.echo)
     if no_serve:
         return
+    network = None
+    if not no_network:
+        why_not = DemoNetwork.available()
+        if why_not:
+            click.echo(f"demo network not started: {why_not}", err=True)
+        else:
+            network = DemoNetwork(c, say=click.echo)
+            network.start()
     w = Worker(c)
     threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
-    _serve(c, host or c.settings.host, port or c.settings.port)
+    try:
+        _serve(c, host or c.settings.host, port or c.settings.port)
+    finally:
+        w.stop(wait=False)
+        if network is not None:
+            network.stop()
 
 
 # Sites -----------------------------------------------------------------------------------------
@@ -481,6 +501,110 @@ def inventory_export(app: App, site: str | None, fmt: str, out: str | None) -> N
         click.echo(f"wrote {len(specs)} devices to {out}")
     else:
         click.echo(text, nl=False)
+
+
+# Polling and connectivity ------------------------------------------------------------------------
+@cli.group(cls=Group)
+def poll() -> None:
+    """Network poll cycles (the worker runs them on a schedule)."""
+
+
+@poll.command("once")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per device, one per line.")
+@pass_app
+def poll_once(app: App, as_json: bool) -> None:
+    """Run one poll cycle in the foreground and print a summary."""
+    from .network.poller import PollEngine
+
+    engine = PollEngine(app.container)
+    try:
+        if as_json:
+            summary = engine.run_cycle()
+        else:
+            with click.progressbar(length=100, label="polling", file=sys.stderr) as bar:
+                done = [0]
+
+                def progress(fraction: float, _message: str) -> None:
+                    step = int(fraction * 100) - done[0]
+                    if step > 0:
+                        bar.update(step)
+                        done[0] += step
+
+                summary = engine.run_cycle(progress)
+    finally:
+        engine.close()
+    if as_json:
+        for r in summary.results:
+            click.echo(json.dumps(r.as_json(), ensure_ascii=False))
+        return
+    for r in summary.results:
+        if r.status != "up" or r.error:
+            click.echo(f"{r.status:<8} {r.device:<28} {r.site_code}  {r.error or ''}")
+    click.echo(f"cycle {summary.cycle_id}: {summary.devices} devices, {summary.up} up, {summary.down} down, "
+               f"{summary.unknown} unknown, {summary.snmp_errors} without SNMP answer; "
+               f"{summary.opened} outages opened, {summary.closed} closed; {summary.duration_ms:.0f} ms")
+
+
+@cli.command()
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="First day (Asia/Shanghai).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), required=True,
+              help="Last day, included (Asia/Shanghai).")
+@click.option("--tier", type=click.Choice(["ministry_province", "province_city", "city_county"]))
+@click.option("--site", "site", help="Only the links in this site's subtree.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def connectivity(app: App, start: Any, end: Any, tier: str | None, site: str | None, as_json: bool) -> None:
+    """Connectivity rates per link and tier for a period (pooled time; '—' where undefined)."""
+    import datetime as dt
+
+    from .auth.scope import Scope
+    from .network.connectivity import ConnectivityService, day_start
+    from .network.rates import format_rate
+
+    with app.container.unit_of_work() as svc:
+        result = ConnectivityService(svc.session).compute(
+            Scope.everything(), day_start(start.date()), day_start(end.date() + dt.timedelta(days=1)),
+            tier=tier, site_code=site)
+    if as_json:
+        emit(result.as_dict(), True)
+        return
+    click.echo(f"{'tier':<20} {'rate':>8} {'mean':>8} {'links':>6} {'no rate':>8}")
+    for name, agg in result.tiers.items():
+        click.echo(f"{name:<20} {format_rate(agg.rate):>8} {format_rate(agg.mean_rate):>8} {agg.links:>6} "
+                   f"{agg.links - agg.links_with_rate:>8}")
+    worst = sorted((x for x in result.links if x.rate is not None), key=lambda x: x.rate or 0)[:10]
+    if worst and (worst[0].rate or 0) < 1:
+        click.echo("lowest links:")
+        for x in worst:
+            if (x.rate or 0) < 1:
+                click.echo(f"  {x.site_code} {x.site_name:<12} {x.tier:<18} {format_rate(x.rate)} "
+                           f"down {x.down_seconds / 60:.1f} min")
+
+
+@cli.group(cls=Group)
+def maintenance() -> None:
+    """Planned maintenance windows (excluded from connectivity rates)."""
+
+
+@maintenance.command("add")
+@click.option("--site", "site", required=True)
+@click.option("--device", help="Only this device (inventory host name).")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]), required=True,
+              help="Asia/Shanghai time.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]), required=True)
+@click.option("--reason", required=True)
+@pass_app
+def maintenance_add(app: App, site: str, device: str | None, start: Any, end: Any, reason: str) -> None:
+    """Plan a maintenance window."""
+    from .auth.scope import Scope
+    from .network.connectivity import SHANGHAI
+
+    with app.container.unit_of_work() as svc:
+        mw = svc.devices.add_maintenance(app.actor, Scope.everything(), site_code=site, hostname=device,
+                                         start=start.replace(tzinfo=SHANGHAI), end=end.replace(tzinfo=SHANGHAI),
+                                         reason=reason)
+        click.echo(f"maintenance window {mw.id} planned")
 
 
 # Roles -----------------------------------------------------------------------------------------

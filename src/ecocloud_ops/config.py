@@ -46,6 +46,21 @@ class Settings(BaseModel):
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     #: Concurrent background jobs in one worker.
     worker_max_jobs: int = Field(default=2, ge=1, le=64)
+    #: Seconds between network poll cycles run by the worker.
+    poll_interval_seconds: int = Field(default=60, ge=5, le=3600)
+    #: Per-device timeout (seconds) of one ICMP echo or SNMP request, and SNMP retries.
+    poll_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    poll_retries: int = Field(default=1, ge=0, le=5)
+    #: SNMP requests in flight at once.
+    poll_concurrency: int = Field(default=256, ge=1, le=4096)
+    #: SNMP client of the poll engine's hot path: gufo (fast, Rust core) or pysnmp.
+    snmp_client: Literal["gufo", "pysnmp"] = "gufo"
+    #: A device that goes down again within this many minutes of coming back is flapping: the new
+    #: down period joins the previous outage record (flap_count + 1) instead of opening a new one.
+    flap_window_minutes: int = Field(default=15, ge=0, le=1440)
+    #: Retention: hourly rollups (device charts), daily rollups and outage intervals (reports).
+    retention_hourly_days: int = Field(default=35, ge=2, le=3650)
+    retention_daily_days: int = Field(default=400, ge=396, le=3650)
     #: Send session cookies only over HTTPS (set true behind TLS).
     secure_cookies: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

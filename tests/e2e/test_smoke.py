@@ -51,7 +51,8 @@ def test_demo_serves_the_console_and_runs_jobs_while_both_write(tmp_path: Path) 
     env.pop("ECOCLOUD_DATABASE_URL")
     port = free_port()
     log = tmp_path / "demo.log"
-    proc = start(env, "demo", "--port", str(port), log=log)
+    # The demo network has its own lab test; here the console and the worker are what is checked.
+    proc = start(env, "demo", "--port", str(port), "--no-network", log=log)
     base = f"http://127.0.0.1:{port}"
     try:
         health = wait_health(base, proc, log, worker=True, timeout=180)

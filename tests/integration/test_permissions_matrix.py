@@ -51,8 +51,17 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             job = svc.jobs.enqueue(Actor(user.username), "system.sleep", {"seconds": 0}, site_code=site)
             tok, _ = svc.auth.create_token(TEST_ACTOR, u, "target")
             s = svc.auth.start_session(u, TEST_ACTOR, "t", fully=True)
-            objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id}
-    return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd"})
+            from ecocloud_ops.network.inventory import DeviceSpec
+
+            hostname = f"dev-{key}-{site}"
+            spec = DeviceSpec(hostname=hostname, address=f"198.18.200.{len(objects) + 1}", site_code=site,
+                              snmp_community="c")
+            svc.devices.import_inventory(TEST_ACTOR, [spec])
+            objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id,
+                            "hostname": hostname}
+    # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
+    return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
+                                                  "hostname": "198.18.200.2"})
 
 
 def console_client(app: Flask, container: Container, acc: Account) -> FlaskClient:

@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, str] = {
     "tokens.own": "manage one's own API tokens and profile",
     "cloud.read": "see pools, tenants and VMs",
     "network.read": "see devices, reachability and outages (within scope)",
+    "network.manage": "change devices, import inventories, plan maintenance windows",
     "reports.read": "read connectivity assessment reports (within scope)",
     "servicedesk.use": "file and follow service-desk tickets (within scope)",
     "dr.read": "see DR centers, plans and drills",
@@ -58,7 +59,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "servicedesk.use", "dr.read"}),
     Role.NETWORK_OPS: frozenset({
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",
-        "network.read", "reports.read", "servicedesk.use"}),
+        "network.read", "network.manage", "reports.read", "servicedesk.use"}),
     Role.ASSESSMENT_OFFICER: frozenset({
         "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read"}),
     Role.DESK_AGENT: frozenset({

@@ -36,6 +36,20 @@ def _verify_audit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return result.as_dict()
 
 
+def _poll(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """A poll cycle started by hand (the worker also runs them on its schedule)."""
+    from .runner import _ACTIVE
+
+    if _ACTIVE is None:
+        raise RuntimeError("no worker in this process")
+    ctx.progress(0.1, "polling")
+    summary = _ACTIVE.poll_cycle()
+    if summary is None:
+        raise RuntimeError("a poll cycle is already running or failed; see the worker log")
+    ctx.log(f"{summary['devices']} devices: {summary['up']} up, {summary['down']} down, {summary['unknown']} unknown")
+    return summary
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -57,6 +71,7 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("sites.seed_national", _seed_national, "sites.manage",
                 "Load or update the national site tree from the GB/T 2260 list"),
         JobKind("audit.verify", _verify_audit, "jobs.manage", "Verify the audit log's hash chain and signatures"),
+        JobKind("network.poll", _poll, "jobs.manage", "Run one network poll cycle now"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
     ]
 }

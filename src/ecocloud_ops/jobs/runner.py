@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -75,6 +76,12 @@ class JobContext:
                 raise JobCanceled()
 
 
+def run_poll_cycle() -> None:
+    """Called by APScheduler every ``poll_interval_seconds``: one network poll cycle."""
+    if _ACTIVE is not None:
+        _ACTIVE.poll_cycle()
+
+
 def run_scheduled(kind: str) -> None:
     """Called by APScheduler: queue a job of ``kind`` for the worker that is running."""
     if _ACTIVE is None:
@@ -93,6 +100,8 @@ class Worker:
         self._running: set[int] = set()
         self._lock = threading.Lock()
         self.scheduler: BackgroundScheduler | None = None
+        self._poll_lock = threading.Lock()
+        self._engine: Any = None
 
     # Lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,14 +118,38 @@ class Worker:
         for sched_id, kind, cron in SCHEDULES:
             self.scheduler.add_job(run_scheduled, "cron", args=[kind], id=sched_id, replace_existing=True,
                                    misfire_grace_time=3600, coalesce=True, **cron)
+        # max_instances=1: a cycle still running is never started twice.
+        self.scheduler.add_job(run_poll_cycle, "interval", seconds=self.settings.poll_interval_seconds,
+                               id="network-poll", replace_existing=True, max_instances=1, coalesce=True,
+                               misfire_grace_time=self.settings.poll_interval_seconds,
+                               next_run_time=datetime.now(UTC) + timedelta(seconds=5))
         self.scheduler.start()
         threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True).start()
         log.info("worker %s started", self.name)
+
+    def poll_cycle(self) -> dict[str, Any] | None:
+        """Run one network poll cycle unless one is running in this process; returns its summary."""
+        if not self._poll_lock.acquire(blocking=False):
+            log.info("a poll cycle is still running; this one is skipped")
+            return None
+        try:
+            if self._engine is None:
+                from ..network.poller import PollEngine
+
+                self._engine = PollEngine(self.container)
+            return dict(self._engine.run_cycle().as_dict())
+        except Exception:  # the next cycle tries again; a dead database must not kill the worker
+            log.exception("poll cycle failed")
+            return None
+        finally:
+            self._poll_lock.release()
 
     def stop(self, wait: bool = True) -> None:
         self._stop.set()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self._engine is not None:
+            self._engine.close()
         self._pool.shutdown(wait=wait, cancel_futures=True)
         try:
             with self.container.unit_of_work() as svc:

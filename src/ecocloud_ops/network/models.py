@@ -69,6 +69,8 @@ class Device(Base):
     status_cause: Mapped[str | None] = mapped_column(String(16))
     status_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: First cycle that polled it: rates count from here.
+    first_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_rtt_ms: Mapped[float | None] = mapped_column(Float)
     last_sys_uptime: Mapped[int | None] = mapped_column(BigInteger)
     last_sys_name: Mapped[str | None] = mapped_column(String(255))

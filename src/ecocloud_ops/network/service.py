@@ -231,3 +231,37 @@ class DeviceService:
              .where(scope.site_clause(), MaintenanceWindow.started_at < end, MaintenanceWindow.ended_at > start)
              .order_by(MaintenanceWindow.started_at))
         return list(self.session.execute(q).scalars())
+
+
+@dataclass
+class SiteStatus:
+    """A site's live state: ``unmonitored`` when it has no polled uplink device."""
+
+    code: str
+    status: str
+    devices: int
+    down_since: dt.datetime | None = None
+
+
+def site_statuses(session: Session, scope: Scope, codes: list[str] | None = None) -> dict[str, SiteStatus]:
+    """Live state per site from its uplink devices (up if any is up, else the worst of down/unknown)."""
+    from .models import DeviceRole, DeviceStatus
+
+    q = (select(Site.code, Device.status, Device.status_since).join(Device.site)
+         .where(scope.site_clause(), Device.role == DeviceRole.UPLINK, Device.enabled.is_(True),
+                Device.retired_at.is_(None)))
+    if codes is not None:
+        q = q.where(Site.code.in_(codes))
+    out: dict[str, SiteStatus] = {}
+    rank: dict[str, int] = {DeviceStatus.UP: 0, DeviceStatus.DOWN: 1, DeviceStatus.UNKNOWN: 2, DeviceStatus.UNPOLLED: 3}
+    for code, status, since in session.execute(q):
+        cur = out.get(code)
+        if cur is None:
+            out[code] = SiteStatus(code, status, 1, since if status != DeviceStatus.UP else None)
+            continue
+        cur.devices += 1
+        better = rank.get(status, 9) < rank.get(cur.status, 9)
+        if status == DeviceStatus.UP or (cur.status != DeviceStatus.UP and better):
+            cur.status = status
+            cur.down_since = None if status == DeviceStatus.UP else since
+    return out

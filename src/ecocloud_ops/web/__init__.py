@@ -66,7 +66,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     @app.context_processor
     def _inject() -> dict[str, Any]:
         from ..auth.permissions import has_permission
-        from .labels import ROLE_LABELS, STATE_LABELS, TIER_LABELS
+        from .labels import (
+            CAUSE_LABELS,
+            DEVICE_STATUS_LABELS,
+            LINK_TIER_LABELS,
+            ROLE_LABELS,
+            STATE_LABELS,
+            TIER_LABELS,
+        )
 
         user = getattr(g, "user", None)
         return {
@@ -79,6 +86,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             "role_labels": ROLE_LABELS,
             "tier_labels": TIER_LABELS,
             "state_labels": STATE_LABELS,
+            "status_labels": DEVICE_STATUS_LABELS,
+            "cause_labels": CAUSE_LABELS,
+            "link_tier_labels": LINK_TIER_LABELS,
         }
 
     return app

@@ -19,3 +19,8 @@ ROLE_LABELS = {
 TIER_LABELS = {"ministry": _l("Ministry"), "province": _l("Province"), "city": _l("City"), "county": _l("County")}
 STATE_LABELS = {"queued": _l("queued"), "running": _l("running"), "succeeded": _l("succeeded"),
                 "failed": _l("failed"), "canceled": _l("canceled")}
+DEVICE_STATUS_LABELS = {"up": _l("up"), "down": _l("down"), "unknown": _l("unknown"), "unpolled": _l("not polled yet"),
+                        "unmonitored": _l("not monitored")}
+CAUSE_LABELS = {"own": _l("own link"), "parent": _l("site above is down")}
+LINK_TIER_LABELS = {"ministry_province": _l("Ministry → province"), "province_city": _l("Province → city"),
+                    "city_county": _l("City → county")}

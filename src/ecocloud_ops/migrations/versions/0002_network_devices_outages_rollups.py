@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('status_cause', sa.String(length=16), nullable=True),
     sa.Column('status_since', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_polled_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('first_polled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_rtt_ms', sa.Float(), nullable=True),
     sa.Column('last_sys_uptime', sa.BigInteger(), nullable=True),
     sa.Column('last_sys_name', sa.String(length=255), nullable=True),

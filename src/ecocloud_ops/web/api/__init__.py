@@ -278,6 +278,119 @@ def verify_audit() -> Any:
     return jsonify(services().audit.verify().as_dict())
 
 
+# Network -------------------------------------------------------------------------------------
+def device_json(d: Any) -> dict[str, Any]:
+    from ...network.service import device_summary
+
+    return device_summary(d) | {
+        "status": d.status, "cause": d.status_cause,
+        "status_since": d.status_since.isoformat() if d.status_since else None,
+        "last_polled_at": d.last_polled_at.isoformat() if d.last_polled_at else None,
+        "rtt_ms": d.last_rtt_ms, "sys_uptime": d.last_sys_uptime, "sys_name": d.last_sys_name,
+        "error": d.last_error}
+
+
+@operation("/devices", "GET", "Devices in the caller's scope", "network.read",
+           query=[("tier", "string", "site tier"), ("province", "string", "province code"),
+                  ("status", "string", "up, down, unknown, unpolled"), ("q", "string", "name, address or site"),
+                  *PAGE_QUERY])
+def list_devices() -> Any:
+    limit, offset = _page_args()
+    a = request.args
+    rows, total = services().devices.search(g.scope, tier=a.get("tier") or None, province=a.get("province") or None,
+                                            status=a.get("status") or None, query=a.get("q") or None,
+                                            limit=limit, offset=offset)
+    return jsonify({"total": total, "items": [device_json(d) for d in rows]})
+
+
+@operation("/devices/<hostname>", "GET", "One device (404 outside the caller's scope)", "network.read")
+def get_device(hostname: str) -> Any:
+    return jsonify(device_json(services().devices.get(hostname, g.scope)))
+
+
+@operation("/devices/<hostname>/outages", "GET", "A device's outages, newest first", "network.read")
+def device_outages(hostname: str) -> Any:
+    from sqlalchemy import select
+
+    from ...network.models import Outage
+
+    d = services().devices.get(hostname, g.scope)
+    rows = g.db.execute(select(Outage).where(Outage.device_id == d.id).order_by(Outage.started_at.desc())
+                        .limit(200)).scalars()
+    return jsonify({"items": [{
+        "id": o.id, "status": o.status, "cause": o.cause, "started_at": o.started_at.isoformat(),
+        "ended_at": o.ended_at.isoformat() if o.ended_at else None, "flap_count": o.flap_count,
+        "periods": [{"from": p.started_at.isoformat(), "to": p.ended_at.isoformat() if p.ended_at else None}
+                    for p in o.periods]} for o in rows]})
+
+
+def _date_arg(name: str) -> Any:
+    import datetime as dt
+
+    value = request.args.get(name, "")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValidationFailed(f"{name}: expected YYYY-MM-DD", details=[{"field": name, "message": "YYYY-MM-DD"}]
+                               ) from exc
+
+
+@operation("/connectivity", "GET", "Connectivity rates per link and tier (days in Asia/Shanghai, 'to' included)",
+           "network.read", query=[("from", "string", "YYYY-MM-DD"), ("to", "string", "YYYY-MM-DD"),
+                                  ("tier", "string", "ministry_province, province_city or city_county"),
+                                  ("site", "string", "only this site's subtree")])
+def connectivity() -> Any:
+    import datetime as dt
+
+    from ...network.connectivity import ConnectivityService, day_start
+
+    start, end = _date_arg("from"), _date_arg("to")
+    result = ConnectivityService(g.db).compute(g.scope, day_start(start), day_start(end + dt.timedelta(days=1)),
+                                               tier=request.args.get("tier") or None,
+                                               site_code=request.args.get("site") or None)
+    return jsonify(result.as_dict())
+
+
+class MaintenanceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    site: str = Field(pattern=r"^\d{6}$")
+    device: str | None = Field(None, max_length=128)
+    start: str = Field(description="ISO 8601 with offset, e.g. 2026-12-01T22:00:00+08:00")
+    end: str
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@operation("/maintenance", "GET", "Maintenance windows of the last 90 days and the next year", "network.read")
+def list_maintenance() -> Any:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    rows = services().devices.maintenance(g.scope, now - dt.timedelta(days=90), now + dt.timedelta(days=365))
+    return jsonify({"items": [{"id": w.id, "site": w.site.code, "device_id": w.device_id,
+                               "start": w.started_at.isoformat(), "end": w.ended_at.isoformat(),
+                               "reason": w.reason, "created_by": w.created_by} for w in rows]})
+
+
+@operation("/maintenance", "POST", "Plan a maintenance window (excluded from rates)", "network.manage",
+           body=MaintenanceCreate)
+def create_maintenance() -> Any:
+    import datetime as dt
+
+    body = parse_body(MaintenanceCreate)
+    try:
+        start, end = dt.datetime.fromisoformat(body.start), dt.datetime.fromisoformat(body.end)
+    except ValueError as exc:
+        raise ValidationFailed("start/end: ISO 8601 expected", details=[{"field": "start", "message": "ISO 8601"}]
+                               ) from exc
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValidationFailed("start/end need a UTC offset (e.g. +08:00)",
+                               details=[{"field": "start", "message": "no offset"}])
+    mw = services().devices.add_maintenance(g.actor, g.scope, site_code=body.site, hostname=body.device,
+                                            start=start, end=end, reason=body.reason)
+    return jsonify({"id": mw.id}), 201
+
+
 # OpenAPI -------------------------------------------------------------------------------------
 def _path(rule: str) -> str:
     import re

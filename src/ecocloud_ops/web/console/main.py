@@ -18,19 +18,19 @@ bp = Blueprint("main", __name__)
 
 #: What each domain section will hold, until its issue builds it.
 DOMAINS: dict[str, dict[str, Any]] = {
-    "cloud": {"permission": "cloud.read", "title": _l("Cloud tenants"),
+    "cloud": {"endpoint": "main.cloud", "permission": "cloud.read", "title": _l("Cloud tenants"),
               "text": _l("Resource pools of the private cloud, tenant onboarding, quotas, VM provisioning "
                          "jobs, inventory sync and capacity per pool.")},
-    "network": {"permission": "network.read", "title": _l("Network connectivity"),
+    "network": {"endpoint": "network.overview", "permission": "network.read", "title": _l("Network connectivity"),
                 "text": _l("Devices of every site, live reachability by ICMP, SNMP and SSH, outages, "
                            "connectivity rates per link and tier, and the live tier map.")},
-    "reports": {"permission": "reports.read", "title": _l("Assessment reports"),
+    "reports": {"endpoint": "main.reports", "permission": "reports.read", "title": _l("Assessment reports"),
                 "text": _l("The monthly connectivity assessment: per-tier rates against targets, province "
                            "ranking, outages and trends, as a page, PDF, XLSX and CSV.")},
-    "servicedesk": {"permission": "servicedesk.use", "title": _l("Service desk"),
+    "servicedesk": {"endpoint": "main.servicedesk", "permission": "servicedesk.use", "title": _l("Service desk"),
                     "text": _l("Tickets from provincial and local staff, SLAs on the Chinese business calendar, "
                                "internal and vendor teams, incidents opened automatically from outages.")},
-    "dr": {"permission": "dr.read", "title": _l("DR drills"),
+    "dr": {"endpoint": "main.dr", "permission": "dr.read", "title": _l("DR drills"),
            "text": _l("Data centers, protected services and drill plans run step by step as Ansible playbooks, "
                       "with measured RTO and RPO and a drill report.")},
 }
@@ -161,7 +161,8 @@ def _domain_view(name: str) -> Any:
 
 
 for _name in DOMAINS:
-    bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
+    if _name != "network":
+        bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
 
 
 @bp.route("/healthz")

@@ -1,0 +1,320 @@
+"""The poll engine: one cycle probes every enabled device (ICMP + one SNMP GET), decides each
+device's status with the site tree (a device under a down site is ``unknown``, not ``down``), and
+stores state changes as outage intervals and compact rollups — never a row per probe."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from ..adapters.icmp import PingResult, ping_many
+from ..adapters.snmp import SnmpClient, SnmpCredentials, SnmpResult, SnmpTarget, make_client
+from ..db import utcnow
+from .models import Cause, Device, DeviceRollup, DeviceStatus, Outage, OutagePeriod, PollCycle, PollerGap
+from .status import ProbeResult, classify
+
+if TYPE_CHECKING:
+    from ..bootstrap import Container
+
+log = logging.getLogger(__name__)
+
+SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+IF_NAME = "1.3.6.1.2.1.31.1.1.1.1"
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
+IF_HC_IN = "1.3.6.1.2.1.31.1.1.1.6"
+IF_HC_OUT = "1.3.6.1.2.1.31.1.1.1.10"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """What the engine needs of one device; built from the database, then probed without it."""
+
+    device_id: int
+    hostname: str
+    site_code: str
+    site_path: str
+    address: str
+    role: str
+    uplink_ifindex: int | None
+    uplink_interface: str | None
+    snmp: SnmpTarget
+
+
+@dataclass
+class CycleSummary:
+    cycle_id: int
+    started_at: dt.datetime
+    duration_ms: float
+    devices: int = 0
+    up: int = 0
+    down: int = 0
+    unknown: int = 0
+    snmp_errors: int = 0
+    opened: int = 0
+    closed: int = 0
+    results: list[ProbeResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("cycle_id", "devices", "up", "down", "unknown", "snmp_errors",
+                                              "opened", "closed", "duration_ms")} | {
+            "started_at": self.started_at.isoformat()}
+
+
+def credentials_of(d: Device, secret: dict[str, str]) -> SnmpCredentials:
+    if d.snmp_version == "3":
+        return SnmpCredentials(version="3", user=d.snmp_user, auth_protocol=d.snmp_auth_protocol,  # type: ignore[arg-type]
+                               auth_key=secret.get("auth_key"), priv_protocol=d.snmp_priv_protocol,  # type: ignore[arg-type]
+                               priv_key=secret.get("priv_key"))
+    return SnmpCredentials(version="2c", community=secret.get("community") or "")
+
+
+class PollEngine:
+    """Runs cycles: ``run_cycle()`` loads targets, probes them concurrently, stores what changed."""
+
+    def __init__(self, container: Container, snmp: SnmpClient | None = None) -> None:
+        self.container = container
+        self.settings = container.settings
+        self.snmp = snmp or make_client(self.settings.snmp_client)
+
+    def close(self) -> None:
+        self.snmp.close()
+
+    # Loading -------------------------------------------------------------------------------
+    def targets(self) -> tuple[list[ProbeTarget], dict[str, str]]:
+        """Enabled devices with decrypted credentials, and every site's path by code."""
+        from ..sites.models import Site
+
+        with self.container.unit_of_work() as svc:
+            paths = dict(svc.session.execute(select(Site.code, Site.path)).all())
+            out = []
+            for d in svc.devices.pollable():
+                creds = credentials_of(d, svc.devices.snmp_secret(d))
+                out.append(ProbeTarget(d.id, d.hostname, d.site.code, d.site.path, d.address, d.role,
+                                       d.uplink_ifindex, d.uplink_interface,
+                                       SnmpTarget(d.address, port=d.snmp_port, credentials=creds, name=d.hostname)))
+        return out, paths
+
+    async def _resolve_ifindexes(self, targets: list[ProbeTarget]) -> dict[int, int]:
+        """Learn the ifIndex of uplink interfaces named in the inventory (ifName, then ifDescr)."""
+        found: dict[int, int] = {}
+        todo = [t for t in targets if t.uplink_interface and t.uplink_ifindex is None]
+        sem = asyncio.Semaphore(32)
+
+        async def one(t: ProbeTarget) -> None:
+            async with sem:
+                for table in (IF_NAME, IF_DESCR):
+                    try:
+                        rows = await self.snmp.walk(t.snmp, table, timeout=self.settings.poll_timeout_seconds,
+                                                    retries=self.settings.poll_retries)
+                    except Exception as exc:  # an unreachable device is resolved at a later cycle
+                        log.debug("ifIndex walk of %s failed: %s", t.hostname, exc)
+                        return
+                    for oid, value in rows.items():
+                        name = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                        if name == t.uplink_interface:
+                            found[t.device_id] = int(oid.rsplit(".", 1)[1])
+                            return
+
+        await asyncio.gather(*(one(t) for t in todo))
+        return found
+
+    async def probe(self, targets: list[ProbeTarget]) -> tuple[list[ProbeResult], dict[int, int]]:
+        """Ping and GET every target concurrently; partial failure is data."""
+        s = self.settings
+        learned = await self._resolve_ifindexes(targets)
+        requests = []
+        for t in targets:
+            oids = [SYS_UPTIME, SYS_NAME]
+            idx = learned.get(t.device_id, t.uplink_ifindex)
+            if idx is not None:
+                oids += [f"{IF_OPER_STATUS}.{idx}", f"{IF_HC_IN}.{idx}", f"{IF_HC_OUT}.{idx}"]
+            requests.append((t.snmp, oids))
+        pings_task = asyncio.ensure_future(ping_many(sorted({t.address for t in targets}),
+                                                     timeout=s.poll_timeout_seconds))
+        snmp_results: list[SnmpResult] = await self.snmp.get_many(
+            requests, timeout=s.poll_timeout_seconds, retries=s.poll_retries, concurrency=s.poll_concurrency)
+        pings: dict[str, PingResult] = await pings_task
+        results = []
+        for t, (_target, oids), sr in zip(targets, requests, snmp_results, strict=True):
+            p = pings.get(t.address)
+            r = ProbeResult(device=t.hostname, site_code=t.site_code)
+            errors = []
+            if p is not None and p.alive:
+                r.rtt_ms = p.rtt_ms
+            else:
+                errors.append(f"ICMP: {p.error if p and p.error else 'no echo reply'}")
+            v = sr.values
+            r.sys_uptime = v.get(SYS_UPTIME) if isinstance(v.get(SYS_UPTIME), int) else None  # type: ignore[assignment]
+            name = v.get(SYS_NAME)
+            r.sys_name = name.decode(errors="replace") if isinstance(name, bytes) else name  # type: ignore[assignment]
+            r.snmp_ok = r.sys_uptime is not None
+            if len(oids) > 2:
+                oper, hin, hout = (v.get(o) for o in oids[2:])
+                r.uplink_oper_status = oper if isinstance(oper, int) else None
+                r.in_octets = hin if isinstance(hin, int) else None
+                r.out_octets = hout if isinstance(hout, int) else None
+            if sr.error:
+                errors.append(f"SNMP {sr.error_kind}: {sr.error}")
+            r.reachable = (p is not None and p.alive) or r.snmp_ok
+            if r.reachable and r.uplink_oper_status not in (None, 1):
+                # The device answers (e.g. over a backup path) but reports its uplink down.
+                r.reachable = False
+                errors.append(f"uplink {t.uplink_interface} ifOperStatus={r.uplink_oper_status}")
+            r.error = "; ".join(errors) or None
+            results.append(r)
+        return results, learned
+
+    # A cycle -------------------------------------------------------------------------------
+    def run_cycle(self, progress: Callable[[float, str], None] | None = None) -> CycleSummary:
+        """Run one cycle and store it. Returns the summary with every device's result."""
+        started = utcnow()
+        t0 = time.perf_counter()
+        targets, paths = self.targets()
+        if progress:
+            progress(0.1, f"probing {len(targets)} devices")
+        results, learned = asyncio.run(self.probe(targets)) if targets else ([], {})
+        if progress:
+            progress(0.8, "storing results")
+        roles = {t.hostname: t.role for t in targets}
+        classify(results, paths, roles)
+        summary = self.store(started, targets, results, learned)
+        summary.duration_ms = (time.perf_counter() - t0) * 1000
+        with self.container.unit_of_work() as svc:
+            cycle = svc.session.get(PollCycle, summary.cycle_id)
+            if cycle is not None:
+                cycle.duration_ms = summary.duration_ms
+        if progress:
+            progress(1.0, f"{summary.up} up, {summary.down} down, {summary.unknown} unknown")
+        return summary
+
+    def store(self, started: dt.datetime, targets: list[ProbeTarget], results: list[ProbeResult],
+              learned: dict[int, int]) -> CycleSummary:
+        """Write device states, open/close/group outages, rollups, the cycle and any poller gap."""
+        now = utcnow()
+        flap_window = dt.timedelta(minutes=self.settings.flap_window_minutes)
+        summary = CycleSummary(cycle_id=0, started_at=started, duration_ms=0, devices=len(results), results=results)
+        with self.container.unit_of_work() as svc:
+            session = svc.session
+            previous = session.execute(select(PollCycle).order_by(PollCycle.id.desc()).limit(1)).scalar_one_or_none()
+            gap_after = dt.timedelta(seconds=max(2.5 * self.settings.poll_interval_seconds, 30))
+            if previous is not None and previous.finished_at is not None and started - previous.finished_at > gap_after:
+                session.add(PollerGap(started_at=previous.finished_at, ended_at=started))
+            devices = {d.id: d for d in session.execute(
+                select(Device).where(Device.id.in_([t.device_id for t in targets]))).scalars()}
+            open_outages = {o.device_id: o for o in session.execute(
+                select(Outage).where(Outage.ended_at.is_(None), Outage.device_id.in_(list(devices)))).scalars()}
+            hour = started.replace(minute=0, second=0, microsecond=0)
+            # Days are Asia/Shanghai days, like the monthly report's.
+            day = started.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+            rollups = {(row.device_id, row.granularity): row for row in session.execute(
+                select(DeviceRollup).where(DeviceRollup.device_id.in_(list(devices)),
+                                           ((DeviceRollup.granularity == "hour") & (DeviceRollup.bucket == hour))
+                                           | ((DeviceRollup.granularity == "day") & (DeviceRollup.bucket == day)))
+            ).scalars()}
+            for t, r in zip(targets, results, strict=True):
+                d = devices.get(t.device_id)
+                if d is None:
+                    continue
+                if t.device_id in learned:
+                    d.uplink_ifindex = learned[t.device_id]
+                summary.up += r.status == DeviceStatus.UP
+                summary.down += r.status == DeviceStatus.DOWN
+                summary.unknown += r.status == DeviceStatus.UNKNOWN
+                summary.snmp_errors += not r.snmp_ok
+                opened, closed = self._transition(session, d, r, open_outages.get(d.id), started, flap_window)
+                summary.opened += opened
+                summary.closed += closed
+                d.last_polled_at = started
+                d.first_polled_at = d.first_polled_at or started
+                d.last_rtt_ms = r.rtt_ms
+                d.last_error = r.error
+                if r.sys_uptime is not None:
+                    d.last_sys_uptime = r.sys_uptime
+                if r.sys_name:
+                    d.last_sys_name = r.sys_name[:255]
+                self._rollup(session, d, r, {"hour": hour, "day": day}, rollups)
+            cycle = PollCycle(started_at=started, finished_at=now, devices=summary.devices, up=summary.up,
+                              down=summary.down, unknown=summary.unknown, snmp_errors=summary.snmp_errors)
+            session.add(cycle)
+            session.flush()
+            summary.cycle_id = cycle.id
+        return summary
+
+    @staticmethod
+    def _transition(session: Any, d: Device, r: ProbeResult, current: Outage | None, at: dt.datetime,
+                    flap_window: dt.timedelta) -> tuple[int, int]:
+        """Apply one device's new status; returns (outages opened, outages closed)."""
+        opened = closed = 0
+        new = r.status
+        if d.status != new:
+            d.status_since = at
+        d.status = new
+        d.status_cause = r.cause
+        if new == DeviceStatus.UP:
+            if current is not None:
+                current.ended_at = at
+                if current.periods:
+                    current.periods[-1].ended_at = at
+                closed = 1
+            return opened, closed
+        if current is not None and current.status == new:
+            return opened, closed  # still the same outage
+        if current is not None:  # down <-> unknown: close one, open the other
+            current.ended_at = at
+            if current.periods:
+                current.periods[-1].ended_at = at
+            closed = 1
+        recent = None
+        if flap_window.total_seconds() > 0:
+            recent = session.execute(
+                select(Outage).where(Outage.device_id == d.id, Outage.status == new, Outage.ended_at.isnot(None),
+                                     Outage.ended_at >= at - flap_window)
+                .order_by(Outage.ended_at.desc()).limit(1)).scalar_one_or_none()
+        if recent is not None:
+            recent.ended_at = None
+            recent.flap_count += 1
+            recent.periods.append(OutagePeriod(started_at=at))
+            return opened, closed - (1 if current is recent else 0)
+        outage = Outage(device_id=d.id, site_id=d.site_id, status=new, cause=r.cause or Cause.OWN, started_at=at,
+                        periods=[OutagePeriod(started_at=at)])
+        session.add(outage)
+        return opened + 1, closed
+
+    @staticmethod
+    def _rollup(session: Any, d: Device, r: ProbeResult, buckets: dict[str, dt.datetime],
+                rollups: dict[tuple[int, str], DeviceRollup]) -> None:
+        d_in = d_out = 0
+        if r.in_octets is not None and d.last_in_octets is not None and r.in_octets >= int(d.last_in_octets):
+            d_in = r.in_octets - int(d.last_in_octets)
+        if r.out_octets is not None and d.last_out_octets is not None and r.out_octets >= int(d.last_out_octets):
+            d_out = r.out_octets - int(d.last_out_octets)
+        if r.in_octets is not None:
+            d.last_in_octets = Decimal(r.in_octets)
+        if r.out_octets is not None:
+            d.last_out_octets = Decimal(r.out_octets)
+        for granularity, bucket in buckets.items():
+            row = rollups.get((d.id, granularity))
+            if row is None:
+                row = DeviceRollup(device_id=d.id, granularity=granularity, bucket=bucket, polls=0, up_polls=0,
+                                   rtt_sum=0.0, rtt_count=0, in_octets=Decimal(0), out_octets=Decimal(0))
+                session.add(row)
+            row.polls += 1
+            row.up_polls += r.status == DeviceStatus.UP
+            if r.rtt_ms is not None:
+                row.rtt_sum += r.rtt_ms
+                row.rtt_count += 1
+                row.rtt_max = max(row.rtt_max or 0.0, r.rtt_ms)
+            row.in_octets = Decimal(row.in_octets or 0) + d_in
+            row.out_octets = Decimal(row.out_octets or 0) + d_out

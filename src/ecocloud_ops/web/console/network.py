@@ -1,0 +1,123 @@
+"""Network pages: the live national view with drill-down, devices, a device's history, maintenance."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from ...errors import ValidationFailed
+from ...network.connectivity import SHANGHAI, ConnectivityService, month_period, subtree_rate
+from ...network.models import Device, DeviceRollup, DeviceStatus, Outage
+from ...network.service import site_statuses
+from ...sites.models import Site, Tier
+from ..security import requires, services
+
+bp = Blueprint("network", __name__, url_prefix="/network")
+
+
+def _month_rates(site_code: str | None = None) -> tuple[Any, dict[str, float | None]]:
+    now = dt.datetime.now(SHANGHAI)
+    period = month_period(now.year, now.month)
+    result = ConnectivityService(g.db).compute(g.scope, period.start, period.end, site_code=site_code)
+    return result, {link.site_code: link.rate for link in result.links}
+
+
+@bp.route("/")
+@requires("network.read")
+def overview() -> Any:
+    """31 provinces at a glance (or the user's own subtree), by live status and this month's rate."""
+    svc = services()
+    if g.scope.national:
+        root = svc.sites.by_code("000000")
+    else:
+        root = svc.sites.by_code(g.user.site.code)
+    assert root is not None
+    return _site_view(root.code)
+
+
+@bp.route("/sites/<code>")
+@requires("network.read")
+def site(code: str) -> Any:
+    return _site_view(code)
+
+
+def _site_view(code: str) -> Any:
+    svc = services()
+    s = svc.sites.get(code, g.scope)
+    children = svc.sites.children(s)
+    statuses = site_statuses(g.db, g.scope, [c.code for c in children] + [s.code])
+    result, rates = _month_rates(s.code if s.code != "000000" else None)
+    subtree = {c.code: subtree_rate(result.links, c.path) for c in children}
+    devices = list(g.db.execute(select(Device).where(Device.site_id == s.id, Device.retired_at.is_(None))
+                                .order_by(Device.hostname)).scalars())
+    return render_template("network/site.html", site=s, children=children, statuses=statuses, rates=rates,
+                           subtree=subtree, devices=devices, tiers=result.tiers,
+                           ancestors=[a for a in svc.sites.ancestors(s) if g.scope.contains_path(a.path)])
+
+
+@bp.route("/devices")
+@requires("network.read")
+def devices() -> Any:
+    a = request.args
+    tier = a.get("tier") if a.get("tier") in {t.value for t in Tier} else None
+    status = a.get("status") if a.get("status") in {s.value for s in DeviceStatus} else None
+    province = a.get("province") if (a.get("province") or "").isdigit() else None
+    page = max(a.get("page", 1, type=int) or 1, 1)
+    rows, total = services().devices.search(g.scope, tier=tier, province=province, status=status,
+                                            query=(a.get("q") or "").strip()[:64] or None, limit=100,
+                                            offset=(page - 1) * 100)
+    provinces = list(g.db.execute(select(Site).where(Site.tier == Tier.PROVINCE, g.scope.site_clause(),
+                                                     Site.retired_at.is_(None)).order_by(Site.code)).scalars())
+    return render_template("network/devices.html", devices=rows, total=total, page=page, args=a,
+                           provinces=provinces, statuses=list(DeviceStatus), tiers=list(Tier))
+
+
+@bp.route("/devices/<hostname>")
+@requires("network.read")
+def device(hostname: str) -> Any:
+    d = services().devices.get(hostname, g.scope)
+    outages = list(g.db.execute(select(Outage).where(Outage.device_id == d.id)
+                                .order_by(Outage.started_at.desc()).limit(50)).scalars())
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
+    rollups = list(g.db.execute(select(DeviceRollup).where(
+        DeviceRollup.device_id == d.id, DeviceRollup.granularity == "hour", DeviceRollup.bucket >= since)
+        .order_by(DeviceRollup.bucket)).scalars())
+    chart = {
+        "labels": [r.bucket.astimezone(SHANGHAI).strftime("%m-%d %H:00") for r in rollups],
+        "reachability": [round(100 * r.up_polls / r.polls, 2) if r.polls else None for r in rollups],
+        "rtt": [round(r.rtt_sum / r.rtt_count, 3) if r.rtt_count else None for r in rollups],
+        "in_bps": [round(float(r.in_octets) * 8 / 3600, 1) for r in rollups],
+        "out_bps": [round(float(r.out_octets) * 8 / 3600, 1) for r in rollups],
+    }
+    return render_template("network/device.html", device=d, outages=outages, chart=chart)
+
+
+@bp.route("/maintenance")
+@requires("network.read")
+def maintenance() -> Any:
+    now = dt.datetime.now(dt.UTC)
+    windows = services().devices.maintenance(g.scope, now - dt.timedelta(days=90), now + dt.timedelta(days=365))
+    return render_template("network/maintenance.html", windows=windows)
+
+
+@bp.route("/maintenance/new", methods=["POST"])
+@requires("network.manage")
+def new_maintenance() -> Any:
+    f = request.form
+
+    def when(name: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(f.get(name, "")).replace(tzinfo=SHANGHAI)
+        except ValueError as exc:
+            raise ValidationFailed(_("%(field)s: expected a date and time", field=name),
+                                   details=[{"field": name, "message": "YYYY-MM-DDTHH:MM"}]) from exc
+
+    services().devices.add_maintenance(g.actor, g.scope, site_code=f.get("site", "").strip(),
+                                       hostname=f.get("device") or None, start=when("start"), end=when("end"),
+                                       reason=f.get("reason", ""))
+    flash(_("Maintenance window planned."), "success")
+    return redirect(url_for("network.maintenance"))
