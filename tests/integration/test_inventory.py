@@ -186,3 +186,13 @@ def test_cli_import_dry_run_and_export(container: Container, small_tree: None, t
     bad.write_text(INVENTORY.replace("198.18.1.1", "not an address!"))
     p = run(instance, url, "inventory", "import", str(bad), ok=False)
     assert p.returncode == 1 and "host hb-core-01: ansible_host" in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_the_shipped_example_inventory_is_valid() -> None:
+    from ecocloud_ops.sites.service import national_divisions
+
+    text = (Path(__file__).resolve().parents[2] / "inventory" / "example.yml").read_text("utf-8")
+    specs = parse(text, "yaml")
+    codes = {d.code for d in national_divisions()}
+    assert len(specs) == 8 and all(s.site_code in codes for s in specs)
+    assert all(s.address.startswith("198.18.") for s in specs), "lab addresses only"

@@ -123,3 +123,35 @@ def test_healthz_reports_the_worker(client: FlaskClient, container: Container) -
     finally:
         w.stop()
     assert not client.get("/healthz").json["worker"]["alive"], "a stopped worker is not alive"
+
+
+def test_network_retention_prunes_old_rollups_and_outages(container: Container, worker: Worker,
+                                                          small_tree: None) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from ecocloud_ops.network.inventory import DeviceSpec
+    from ecocloud_ops.network.models import Device, DeviceRollup, Outage, OutagePeriod
+
+    now = dt.datetime.now(dt.UTC)
+    with container.unit_of_work() as svc:
+        svc.devices.import_inventory(TEST_ACTOR, [DeviceSpec(hostname="r1", address="198.18.9.1", site_code="130000",
+                                                             snmp_community="c")])
+        d = svc.session.execute(select(Device)).scalar_one()
+        for gran, age in (("hour", 40), ("hour", 1), ("day", 500), ("day", 100)):
+            svc.session.add(DeviceRollup(device_id=d.id, granularity=gran, bucket=now - dt.timedelta(days=age),
+                                         polls=1, up_polls=1, rtt_sum=0.0, rtt_count=0, in_octets=Decimal(0),
+                                         out_octets=Decimal(0)))
+        for age in (500, 10):
+            start = now - dt.timedelta(days=age)
+            svc.session.add(Outage(device_id=d.id, site_id=d.site_id, status="down", cause="own", started_at=start,
+                                   ended_at=start + dt.timedelta(hours=1),
+                                   periods=[OutagePeriod(started_at=start, ended_at=start + dt.timedelta(hours=1))]))
+    job_id = enqueue(container, "network.prune")
+    worker.poll_once()
+    job = wait_for(container, job_id, {"succeeded", "failed"})
+    assert job.state == "succeeded", job.error
+    assert job.result == {"hourly_rollups": 1, "daily_rollups": 1, "outages": 1, "poll_cycles": 0}
+    with container.unit_of_work() as svc:
+        assert len(svc.session.execute(select(DeviceRollup)).all()) == 2
+        assert len(svc.session.execute(select(Outage)).all()) == 1

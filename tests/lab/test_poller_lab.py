@@ -166,3 +166,34 @@ def test_poll_once_cli_prints_one_json_line_per_device(engine: PollEngine, conta
     assert len(lines) == 14
     assert {"device", "site_code", "status", "rtt_ms", "sys_uptime", "error"} <= set(lines[0])
     assert all(x["status"] == "up" for x in lines)
+
+
+def test_a_flapping_link_is_one_outage_with_its_down_periods(engine: PollEngine, lab: NetLab,
+                                                            container: Container) -> None:
+    def cycle_until(status: str) -> None:
+        for _ in range(6):
+            if statuses(engine.run_cycle())["440300"][0] == status:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"440300 never became {status}")
+
+    engine.run_cycle()
+    for _ in range(2):
+        lab.cut("440300")
+        cycle_until("down")
+        lab.restore("440300")
+        cycle_until("up")
+    with container.unit_of_work() as svc:
+        outages = list(svc.session.execute(select(Outage).join(Outage.device)
+                                           .where(Device.hostname == "dev-440300")).scalars())
+        assert len(outages) == 1, "a flap joins the previous outage"
+        o = outages[0]
+        assert o.flap_count == 1 and len(o.periods) == 2 and o.ended_at is not None
+        gap = (o.periods[1].started_at - o.periods[0].ended_at).total_seconds()  # type: ignore[operator]
+        assert gap > 0, "the up time between the periods is not counted as down"
+        rates = ConnectivityService(svc.session).compute(Scope.everything(), o.started_at - dt.timedelta(seconds=1),
+                                                         o.ended_at + dt.timedelta(seconds=1))
+        link = next(x for x in rates.links if x.site_code == "440300")
+        periods = sum((p.ended_at - p.started_at).total_seconds() for p in o.periods)  # type: ignore[operator]
+        assert link.down_seconds == pytest.approx(periods)
+        assert link.down_seconds < (o.ended_at - o.started_at).total_seconds()

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 if TYPE_CHECKING:
     from .runner import JobContext
 
@@ -50,6 +52,40 @@ def _poll(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _count(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _prune_network(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Retention: hourly rollups after ``retention_hourly_days``, daily rollups, closed outages and
+    poll-cycle records after ``retention_daily_days`` (at least 13 months, for the 12-month trend)."""
+    import datetime as dt
+
+    from sqlalchemy import delete
+
+    from ..db import utcnow
+    from ..network.models import DeviceRollup, Outage, OutagePeriod, PollCycle
+
+    s = ctx.container.settings
+    now = utcnow()
+    hourly_cut = now - dt.timedelta(days=s.retention_hourly_days)
+    daily_cut = now - dt.timedelta(days=s.retention_daily_days)
+    with ctx.unit_of_work() as svc:
+        db = svc.session
+        hourly = _count(db.execute(delete(DeviceRollup).where(DeviceRollup.granularity == "hour",
+                                                              DeviceRollup.bucket < hourly_cut)))
+        daily = _count(db.execute(delete(DeviceRollup).where(DeviceRollup.granularity == "day",
+                                                             DeviceRollup.bucket < daily_cut)))
+        old = [o for (o,) in db.execute(select(Outage.id).where(Outage.ended_at < daily_cut))]
+        if old:
+            db.execute(delete(OutagePeriod).where(OutagePeriod.outage_id.in_(old)))
+            db.execute(delete(Outage).where(Outage.id.in_(old)))
+        cycles = _count(db.execute(delete(PollCycle).where(PollCycle.started_at < daily_cut)))
+    result = {"hourly_rollups": hourly, "daily_rollups": daily, "outages": len(old), "poll_cycles": cycles}
+    ctx.log(f"pruned {result}")
+    return result
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -72,6 +108,7 @@ JOB_KINDS: dict[str, JobKind] = {
                 "Load or update the national site tree from the GB/T 2260 list"),
         JobKind("audit.verify", _verify_audit, "jobs.manage", "Verify the audit log's hash chain and signatures"),
         JobKind("network.poll", _poll, "jobs.manage", "Run one network poll cycle now"),
+        JobKind("network.prune", _prune_network, "jobs.manage", "Apply the retention of rollups and outages"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
     ]
 }
@@ -79,4 +116,5 @@ JOB_KINDS: dict[str, JobKind] = {
 #: Scheduled tasks: (schedule id, job kind, cron fields in Asia/Shanghai time).
 SCHEDULES: list[tuple[str, str, dict[str, Any]]] = [
     ("daily-audit-verify", "audit.verify", {"hour": 3, "minute": 0}),
+    ("daily-network-prune", "network.prune", {"hour": 3, "minute": 30}),
 ]
