@@ -52,3 +52,12 @@ def test_non_uplink_devices_do_not_decide_the_site() -> None:
     classify(rs, PATHS, {"core": "core", "up": "uplink", "cty": "uplink"})
     assert [(r.device, r.status, r.cause) for r in rs] == [
         ("core", "up", None), ("up", "down", "own"), ("cty", "unknown", "parent")]
+
+
+def test_counter_deltas_are_exact_and_ignore_wraps_and_resets() -> None:
+    from ecocloud_ops.network.poller import _delta
+
+    big = 2**64 - 10
+    assert _delta(big, str(big - 1_000_003)) == 1_000_003
+    assert _delta(5, str(big)) == 0, "a wrap or an agent restart is not traffic"
+    assert _delta(100, None) == 0 and _delta(None, "5") == 0

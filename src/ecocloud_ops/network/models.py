@@ -75,9 +75,10 @@ class Device(Base):
     last_sys_uptime: Mapped[int | None] = mapped_column(BigInteger)
     last_sys_name: Mapped[str | None] = mapped_column(String(255))
     last_error: Mapped[str | None] = mapped_column(Text)
-    #: Last raw uplink counters (Counter64 does not fit a signed BIGINT), to compute traffic deltas.
-    last_in_octets: Mapped[Decimal | None] = mapped_column(Numeric(20, 0))
-    last_out_octets: Mapped[Decimal | None] = mapped_column(Numeric(20, 0))
+    #: Last raw uplink counters, to compute traffic deltas. Text, because a Counter64 fits neither a
+    #: signed BIGINT nor SQLite's NUMERIC (which would round it through a float).
+    last_in_octets: Mapped[str | None] = mapped_column(String(20))
+    last_out_octets: Mapped[str | None] = mapped_column(String(20))
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

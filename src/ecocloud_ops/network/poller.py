@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 
 from ..adapters.icmp import PingResult, ping_many
 from ..adapters.snmp import SnmpClient, SnmpCredentials, SnmpResult, SnmpTarget, make_client
@@ -201,7 +201,10 @@ class PollEngine:
 
     def store(self, started: dt.datetime, targets: list[ProbeTarget], results: list[ProbeResult],
               learned: dict[int, int]) -> CycleSummary:
-        """Write device states, open/close/group outages, rollups, the cycle and any poller gap."""
+        """Write device states, open/close/group outages, rollups, the cycle and any poller gap.
+
+        Bulk statements for what every device gets each cycle (its state, its rollups); the ORM only
+        for the few devices whose status changed (their outage records)."""
         now = utcnow()
         flap_window = dt.timedelta(minutes=self.settings.flap_window_minutes)
         summary = CycleSummary(cycle_id=0, started_at=started, duration_ms=0, devices=len(results), results=results)
@@ -211,40 +214,63 @@ class PollEngine:
             gap_after = dt.timedelta(seconds=max(2.5 * self.settings.poll_interval_seconds, 30))
             if previous is not None and previous.finished_at is not None and started - previous.finished_at > gap_after:
                 session.add(PollerGap(started_at=previous.finished_at, ended_at=started))
-            devices = {d.id: d for d in session.execute(
-                select(Device).where(Device.id.in_([t.device_id for t in targets]))).scalars()}
+            ids = [t.device_id for t in targets]
+            state = {row.id: row for row in session.execute(
+                select(Device.id, Device.site_id, Device.status, Device.status_since, Device.first_polled_at,
+                       Device.last_in_octets, Device.last_out_octets, Device.last_sys_uptime, Device.last_sys_name)
+                .where(Device.id.in_(ids)))}
+            changed = [t.device_id for t, r in zip(targets, results, strict=True)
+                       if t.device_id in state and state[t.device_id].status != r.status]
             open_outages = {o.device_id: o for o in session.execute(
-                select(Outage).where(Outage.ended_at.is_(None), Outage.device_id.in_(list(devices)))).scalars()}
+                select(Outage).where(Outage.ended_at.is_(None), Outage.device_id.in_(changed)))
+                .scalars()} if changed else {}
             hour = started.replace(minute=0, second=0, microsecond=0)
             # Days are Asia/Shanghai days, like the monthly report's.
             day = started.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
-            rollups = {(row.device_id, row.granularity): row for row in session.execute(
-                select(DeviceRollup).where(DeviceRollup.device_id.in_(list(devices)),
-                                           ((DeviceRollup.granularity == "hour") & (DeviceRollup.bucket == hour))
-                                           | ((DeviceRollup.granularity == "day") & (DeviceRollup.bucket == day)))
-            ).scalars()}
+            device_rows: list[dict[str, Any]] = []
+            rollup_rows: list[dict[str, Any]] = []
             for t, r in zip(targets, results, strict=True):
-                d = devices.get(t.device_id)
-                if d is None:
-                    continue
-                if t.device_id in learned:
-                    d.uplink_ifindex = learned[t.device_id]
+                st = state.get(t.device_id)
+                if st is None:
+                    continue  # deleted while the cycle ran
                 summary.up += r.status == DeviceStatus.UP
                 summary.down += r.status == DeviceStatus.DOWN
                 summary.unknown += r.status == DeviceStatus.UNKNOWN
                 summary.snmp_errors += not r.snmp_ok
-                opened, closed = self._transition(session, d, r, open_outages.get(d.id), started, flap_window)
-                summary.opened += opened
-                summary.closed += closed
-                d.last_polled_at = started
-                d.first_polled_at = d.first_polled_at or started
-                d.last_rtt_ms = r.rtt_ms
-                d.last_error = r.error
-                if r.sys_uptime is not None:
-                    d.last_sys_uptime = r.sys_uptime
-                if r.sys_name:
-                    d.last_sys_name = r.sys_name[:255]
-                self._rollup(session, d, r, {"hour": hour, "day": day}, rollups)
+                if st.status != r.status:
+                    opened, closed = self._transition(session, t.device_id, st.site_id, r,
+                                                      open_outages.get(t.device_id), started, flap_window)
+                    summary.opened += opened
+                    summary.closed += closed
+                row: dict[str, Any] = {
+                    "id": t.device_id, "status": r.status, "status_cause": r.cause,
+                    "status_since": started if st.status != r.status else st.status_since,
+                    "last_polled_at": started, "first_polled_at": st.first_polled_at or started,
+                    "last_rtt_ms": r.rtt_ms, "last_error": r.error,
+                    "last_sys_uptime": r.sys_uptime if r.sys_uptime is not None else st.last_sys_uptime,
+                    "last_sys_name": r.sys_name[:255] if r.sys_name else st.last_sys_name,
+                    "last_in_octets": str(r.in_octets) if r.in_octets is not None else st.last_in_octets,
+                    "last_out_octets": str(r.out_octets) if r.out_octets is not None else st.last_out_octets,
+                }
+                if t.device_id in learned:
+                    row["uplink_ifindex"] = learned[t.device_id]
+                device_rows.append(row)
+                d_in = _delta(r.in_octets, st.last_in_octets)
+                d_out = _delta(r.out_octets, st.last_out_octets)
+                for granularity, bucket in (("hour", hour), ("day", day)):
+                    rollup_rows.append({
+                        "device_id": t.device_id, "granularity": granularity, "bucket": bucket, "polls": 1,
+                        "up_polls": int(r.status == DeviceStatus.UP), "rtt_sum": r.rtt_ms or 0.0,
+                        "rtt_count": int(r.rtt_ms is not None), "rtt_max": r.rtt_ms,
+                        "in_octets": Decimal(d_in), "out_octets": Decimal(d_out)})
+            session.flush()  # outage records first
+            with_ifindex = [r for r in device_rows if "uplink_ifindex" in r]
+            without = [r for r in device_rows if "uplink_ifindex" not in r]
+            for rows in (with_ifindex, without):
+                if rows:
+                    session.execute(update(Device), rows)
+            if rollup_rows:
+                session.execute(self._rollup_upsert(session), rollup_rows)
             cycle = PollCycle(started_at=started, finished_at=now, devices=summary.devices, up=summary.up,
                               down=summary.down, unknown=summary.unknown, snmp_errors=summary.snmp_errors)
             session.add(cycle)
@@ -253,68 +279,55 @@ class PollEngine:
         return summary
 
     @staticmethod
-    def _transition(session: Any, d: Device, r: ProbeResult, current: Outage | None, at: dt.datetime,
-                    flap_window: dt.timedelta) -> tuple[int, int]:
-        """Apply one device's new status; returns (outages opened, outages closed)."""
+    def _rollup_upsert(session: Any) -> Any:
+        """INSERT … ON CONFLICT DO UPDATE adding this cycle to the hour's and the day's rollup."""
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        ins = insert(DeviceRollup)
+        ex = ins.excluded
+        return ins.on_conflict_do_update(
+            index_elements=["device_id", "granularity", "bucket"],
+            set_={"polls": DeviceRollup.polls + ex.polls, "up_polls": DeviceRollup.up_polls + ex.up_polls,
+                  "rtt_sum": DeviceRollup.rtt_sum + ex.rtt_sum, "rtt_count": DeviceRollup.rtt_count + ex.rtt_count,
+                  "rtt_max": case((DeviceRollup.rtt_max.is_(None), ex.rtt_max),
+                                  (ex.rtt_max > DeviceRollup.rtt_max, ex.rtt_max), else_=DeviceRollup.rtt_max),
+                  "in_octets": DeviceRollup.in_octets + ex.in_octets,
+                  "out_octets": DeviceRollup.out_octets + ex.out_octets})
+
+    @staticmethod
+    def _transition(session: Any, device_id: int, site_id: int, r: ProbeResult, current: Outage | None,
+                    at: dt.datetime, flap_window: dt.timedelta) -> tuple[int, int]:
+        """Open, close or group outage records for a device whose status changed.
+        Returns (outages opened, outages closed)."""
         opened = closed = 0
         new = r.status
-        if d.status != new:
-            d.status_since = at
-        d.status = new
-        d.status_cause = r.cause
-        if new == DeviceStatus.UP:
-            if current is not None:
-                current.ended_at = at
-                if current.periods:
-                    current.periods[-1].ended_at = at
-                closed = 1
-            return opened, closed
-        if current is not None and current.status == new:
-            return opened, closed  # still the same outage
-        if current is not None:  # down <-> unknown: close one, open the other
+        if current is not None:  # up, or down <-> unknown: the open outage ends here
             current.ended_at = at
             if current.periods:
                 current.periods[-1].ended_at = at
             closed = 1
+        if new == DeviceStatus.UP:
+            return opened, closed
         recent = None
         if flap_window.total_seconds() > 0:
             recent = session.execute(
-                select(Outage).where(Outage.device_id == d.id, Outage.status == new, Outage.ended_at.isnot(None),
-                                     Outage.ended_at >= at - flap_window)
+                select(Outage).where(Outage.device_id == device_id, Outage.status == new,
+                                     Outage.ended_at.isnot(None), Outage.ended_at >= at - flap_window)
                 .order_by(Outage.ended_at.desc()).limit(1)).scalar_one_or_none()
-        if recent is not None:
+        if recent is not None and recent is not current:
             recent.ended_at = None
             recent.flap_count += 1
             recent.periods.append(OutagePeriod(started_at=at))
-            return opened, closed - (1 if current is recent else 0)
-        outage = Outage(device_id=d.id, site_id=d.site_id, status=new, cause=r.cause or Cause.OWN, started_at=at,
-                        periods=[OutagePeriod(started_at=at)])
-        session.add(outage)
+            return opened, closed
+        session.add(Outage(device_id=device_id, site_id=site_id, status=new, cause=r.cause or Cause.OWN,
+                           started_at=at, periods=[OutagePeriod(started_at=at)]))
         return opened + 1, closed
 
-    @staticmethod
-    def _rollup(session: Any, d: Device, r: ProbeResult, buckets: dict[str, dt.datetime],
-                rollups: dict[tuple[int, str], DeviceRollup]) -> None:
-        d_in = d_out = 0
-        if r.in_octets is not None and d.last_in_octets is not None and r.in_octets >= int(d.last_in_octets):
-            d_in = r.in_octets - int(d.last_in_octets)
-        if r.out_octets is not None and d.last_out_octets is not None and r.out_octets >= int(d.last_out_octets):
-            d_out = r.out_octets - int(d.last_out_octets)
-        if r.in_octets is not None:
-            d.last_in_octets = Decimal(r.in_octets)
-        if r.out_octets is not None:
-            d.last_out_octets = Decimal(r.out_octets)
-        for granularity, bucket in buckets.items():
-            row = rollups.get((d.id, granularity))
-            if row is None:
-                row = DeviceRollup(device_id=d.id, granularity=granularity, bucket=bucket, polls=0, up_polls=0,
-                                   rtt_sum=0.0, rtt_count=0, in_octets=Decimal(0), out_octets=Decimal(0))
-                session.add(row)
-            row.polls += 1
-            row.up_polls += r.status == DeviceStatus.UP
-            if r.rtt_ms is not None:
-                row.rtt_sum += r.rtt_ms
-                row.rtt_count += 1
-                row.rtt_max = max(row.rtt_max or 0.0, r.rtt_ms)
-            row.in_octets = Decimal(row.in_octets or 0) + d_in
-            row.out_octets = Decimal(row.out_octets or 0) + d_out
+
+def _delta(new: int | None, last: str | None) -> int:
+    """Counter increase since the last reading; 0 on the first reading, a wrap or a reset."""
+    if new is None or last is None or new < int(last):
+        return 0
+    return new - int(last)
