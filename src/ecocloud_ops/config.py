@@ -58,6 +58,9 @@ class Settings(BaseModel):
     #: A device that goes down again within this many minutes of coming back is flapping: the new
     #: down period joins the previous outage record (flap_count + 1) instead of opening a new one.
     flap_window_minutes: int = Field(default=15, ge=0, le=1440)
+    #: SSH (netmiko): per-device timeout and devices at once (checks hourly, backups daily at 02:00).
+    ssh_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    ssh_concurrency: int = Field(default=8, ge=1, le=128)
     #: Retention: hourly rollups (device charts), daily rollups and outage intervals (reports).
     retention_hourly_days: int = Field(default=35, ge=2, le=3650)
     retention_daily_days: int = Field(default=400, ge=396, le=3650)

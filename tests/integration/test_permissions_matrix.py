@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from ecocloud_ops.audit.service import Actor
 from ecocloud_ops.auth.permissions import AUTHENTICATED, PUBLIC, Role, has_permission
+from ecocloud_ops.auth.scope import Scope
 from ecocloud_ops.bootstrap import Container
 from ecocloud_ops.web.security import SECOND_FACTOR
 from tests.conftest import TEST_ACTOR, Account, api_token
@@ -57,8 +58,16 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             spec = DeviceSpec(hostname=hostname, address=f"198.18.200.{len(objects) + 1}", site_code=site,
                               snmp_community="c")
             svc.devices.import_inventory(TEST_ACTOR, [spec])
+            from ecocloud_ops.db import utcnow
+            from ecocloud_ops.network.models import ConfigBackup
+
+            device = svc.devices.get(hostname, Scope.everything())
+            backup = ConfigBackup(device_id=device.id, taken_at=utcnow(), confirmed_at=utcnow(), sha256="0" * 64,
+                                  size=8, content_enc=container.box.encrypt(f"sysname {hostname}\n"))
+            svc.session.add(backup)
+            svc.session.flush()
             objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id,
-                            "hostname": hostname}
+                            "hostname": hostname, "backup_id": backup.id}
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
                                                   "hostname": "198.18.200.2"})

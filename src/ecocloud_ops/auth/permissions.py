@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, str] = {
     "cloud.read": "see pools, tenants and VMs",
     "network.read": "see devices, reachability and outages (within scope)",
     "network.manage": "change devices, import inventories, plan maintenance windows",
+    "configs.read": "read device configuration backups and SSH check outputs (secrets masked)",
     "reports.read": "read connectivity assessment reports (within scope)",
     "servicedesk.use": "file and follow service-desk tickets (within scope)",
     "dr.read": "see DR centers, plans and drills",
@@ -59,7 +60,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "servicedesk.use", "dr.read"}),
     Role.NETWORK_OPS: frozenset({
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",
-        "network.read", "network.manage", "reports.read", "servicedesk.use"}),
+        "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use"}),
     Role.ASSESSMENT_OFFICER: frozenset({
         "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read"}),
     Role.DESK_AGENT: frozenset({

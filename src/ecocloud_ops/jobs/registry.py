@@ -86,6 +86,27 @@ def _prune_network(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _ssh_checks(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ..network.ssh_checks import run_checks
+
+    summary = run_checks(ctx.container, ctx.actor, params.get("hostnames"), ctx.progress)
+    ctx.log(f"SSH checks: {summary.ok}/{summary.devices} ok")
+    for host, err in summary.failed.items():
+        ctx.log(f"{host}: {err}", "warning")
+    return summary.as_dict()
+
+
+def _config_backup(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ..network.ssh_checks import backup_configs
+
+    summary = backup_configs(ctx.container, ctx.actor, params.get("hostnames"), ctx.progress)
+    ctx.log(f"configuration backup: {summary.new_versions} new versions, {summary.unchanged} unchanged, "
+            f"{len(summary.failed)} failed")
+    for host, err in summary.failed.items():
+        ctx.log(f"{host}: {err}", "warning")
+    return summary.as_dict()
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -109,6 +130,9 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("audit.verify", _verify_audit, "jobs.manage", "Verify the audit log's hash chain and signatures"),
         JobKind("network.poll", _poll, "jobs.manage", "Run one network poll cycle now"),
         JobKind("network.prune", _prune_network, "jobs.manage", "Apply the retention of rollups and outages"),
+        JobKind("network.ssh_checks", _ssh_checks, "network.manage", "Run the SSH check commands of every device"),
+        JobKind("network.config_backup", _config_backup, "network.manage",
+                "Back up every device's configuration over SSH"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
     ]
 }
@@ -117,4 +141,6 @@ JOB_KINDS: dict[str, JobKind] = {
 SCHEDULES: list[tuple[str, str, dict[str, Any]]] = [
     ("daily-audit-verify", "audit.verify", {"hour": 3, "minute": 0}),
     ("daily-network-prune", "network.prune", {"hour": 3, "minute": 30}),
+    ("daily-config-backup", "network.config_backup", {"hour": 2, "minute": 0}),
+    ("hourly-ssh-checks", "network.ssh_checks", {"minute": 20}),
 ]

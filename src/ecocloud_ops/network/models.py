@@ -79,11 +79,33 @@ class Device(Base):
     #: signed BIGINT nor SQLite's NUMERIC (which would round it through a float).
     last_in_octets: Mapped[str | None] = mapped_column(String(20))
     last_out_octets: Mapped[str | None] = mapped_column(String(20))
+    #: SSH host key pinned at first contact ("<type> <base64>"); a different key is refused.
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
+    ssh_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ssh_error: Mapped[str | None] = mapped_column(Text)
+    #: Outputs of the platform's check commands at the last SSH check, secrets masked.
+    ssh_outputs: Mapped[dict | None] = mapped_column(JSON)
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     site: Mapped[Site] = relationship(lazy="joined")
+
+
+class ConfigBackup(Base):
+    """One version of a device's configuration; a new row only when the content changed."""
+
+    __tablename__ = "config_backups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    taken_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: Last time a backup found this same content.
+    confirmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    #: The configuration as the device printed it, Fernet-encrypted (it holds secrets).
+    content_enc: Mapped[str] = mapped_column(Text)
 
 
 class Outage(Base):

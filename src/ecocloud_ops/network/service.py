@@ -138,6 +138,37 @@ class DeviceService:
         if spec.ssh_password is not None:
             device.ssh_password_enc = self.box.encrypt(spec.ssh_password)
 
+    def save(self, actor: Actor, scope: Scope, hostname: str, host_vars: dict[str, Any], *,
+             create: bool) -> Device:
+        """Create (``create=True``) or change one device from inventory host variables.
+
+        Changes are merged into the stored values; a secret left out keeps the stored one. Raises
+        InventoryInvalid (field by field), Conflict when creating a hostname that exists, NotFound
+        for a device or site outside the scope."""
+        from ..errors import Conflict
+        from .inventory import host_vars as spec_vars
+        from .inventory import validate_host
+
+        existing = self.session.execute(select(Device).where(Device.hostname == hostname)).scalar_one_or_none()
+        if create and existing is not None:
+            raise Conflict(f"device {hostname} already exists")
+        if not create:
+            existing = self.get(hostname, scope)
+        merged = dict(spec_vars(self.to_spec(existing))) if existing is not None else {}
+        merged.update({k: v for k, v in host_vars.items() if v is not None})
+        errors: list[InventoryError] = []
+        spec = validate_host(hostname, merged, list(existing.groups or []) if existing else [], f"device {hostname}",
+                             errors, has_stored_secret=existing is not None and existing.snmp_secret_enc is not None)
+        if errors or spec is None:
+            raise InventoryInvalid(errors)
+        site = self.session.execute(select(Site).where(Site.code == spec.site_code, scope.site_clause())
+                                    ).scalar_one_or_none()
+        if site is None:
+            raise NotFound(f"site {spec.site_code} not found")
+        self.import_inventory(actor, [spec])
+        device = self.session.execute(select(Device).where(Device.hostname == hostname)).scalar_one()
+        return device
+
     def retire(self, actor: Actor, device: Device) -> None:
         if device.retired_at is None:
             device.retired_at = utcnow()

@@ -308,6 +308,59 @@ def get_device(hostname: str) -> Any:
     return jsonify(device_json(services().devices.get(hostname, g.scope)))
 
 
+class DeviceFields(BaseModel):
+    """Inventory host variables (the names of an Ansible inventory); secrets are write-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ansible_host: str | None = Field(None, max_length=64)
+    site_code: str | None = Field(None, pattern=r"^\d{6}$")
+    platform: str | None = Field(None, max_length=32)
+    role: str | None = Field(None, max_length=16)
+    uplink_interface: str | None = Field(None, max_length=64)
+    enabled: bool | None = None
+    snmp_version: Literal["2c", "3"] | None = None
+    snmp_port: int | None = Field(None, ge=1, le=65535)
+    snmp_community: str | None = Field(None, max_length=128)
+    snmp_user: str | None = Field(None, max_length=64)
+    snmp_auth_protocol: Literal["SHA", "SHA256"] | None = None
+    snmp_auth_key: str | None = Field(None, max_length=128)
+    snmp_priv_protocol: Literal["AES", "AES256"] | None = None
+    snmp_priv_key: str | None = Field(None, max_length=128)
+    ansible_user: str | None = Field(None, max_length=64)
+    ansible_password: str | None = Field(None, max_length=128)
+    ansible_ssh_private_key_file: str | None = Field(None, max_length=255)
+    ansible_port: int | None = Field(None, ge=1, le=65535)
+
+
+class DeviceCreate(DeviceFields):
+    hostname: str = Field(min_length=1, max_length=128)
+
+
+@operation("/devices", "POST", "Create a device (host variables as in an Ansible inventory)", "network.manage",
+           body=DeviceCreate)
+def create_device() -> Any:
+    body = parse_body(DeviceCreate)
+    fields = body.model_dump(exclude={"hostname"}, exclude_none=True)
+    d = services().devices.save(g.actor, g.scope, body.hostname, fields, create=True)
+    return jsonify(device_json(d)), 201
+
+
+@operation("/devices/<hostname>", "PATCH", "Change a device; a secret left out keeps the stored one",
+           "network.manage", body=DeviceFields)
+def update_device(hostname: str) -> Any:
+    body = parse_body(DeviceFields)
+    d = services().devices.save(g.actor, g.scope, hostname, body.model_dump(exclude_none=True), create=False)
+    return jsonify(device_json(d))
+
+
+@operation("/devices/<hostname>", "DELETE", "Retire a device (its history stays)", "network.manage")
+def retire_device(hostname: str) -> Any:
+    svc = services()
+    svc.devices.retire(g.actor, svc.devices.get(hostname, g.scope))
+    return "", 204
+
+
 @operation("/devices/<hostname>/outages", "GET", "A device's outages, newest first", "network.read")
 def device_outages(hostname: str) -> Any:
     from sqlalchemy import select

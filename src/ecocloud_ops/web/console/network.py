@@ -93,7 +93,11 @@ def device(hostname: str) -> Any:
         "in_bps": [round(float(r.in_octets) * 8 / 3600, 1) for r in rollups],
         "out_bps": [round(float(r.out_octets) * 8 / 3600, 1) for r in rollups],
     }
-    return render_template("network/device.html", device=d, outages=outages, chart=chart)
+    from ...auth.permissions import has_permission
+    from ...network.ssh_checks import versions
+
+    configs = versions(g.db, d) if has_permission(g.user.role, "configs.read") else []
+    return render_template("network/device.html", device=d, outages=outages, chart=chart, configs=configs)
 
 
 @bp.route("/maintenance")
@@ -121,3 +125,76 @@ def new_maintenance() -> Any:
                                        reason=f.get("reason", ""))
     flash(_("Maintenance window planned."), "success")
     return redirect(url_for("network.maintenance"))
+
+
+@bp.route("/devices/<hostname>/configs/<int:backup_id>")
+@requires("configs.read")
+def config_version(hostname: str, backup_id: int) -> Any:
+    """One configuration version, secrets masked; with ?diff=1, the diff against the version before."""
+    from ...adapters.ssh import config_diff, mask_secrets
+    from ...network.ssh_checks import versions
+
+    d = services().devices.get(hostname, g.scope)
+    all_versions = versions(g.db, d)
+    current = next((v for v in all_versions if v.id == backup_id), None)
+    if current is None:
+        from ...errors import NotFound
+
+        raise NotFound(f"configuration version {backup_id} of {hostname} not found")
+    text = g.container.box.decrypt(current.content_enc)
+    older = [v for v in all_versions if v.taken_at < current.taken_at]
+    diff = None
+    if request.args.get("diff") and older:
+        diff = config_diff(g.container.box.decrypt(older[0].content_enc), text)
+    return render_template("network/config.html", device=d, version=current, config=mask_secrets(text),
+                           diff=diff, previous=older[0] if older else None)
+
+
+@bp.route("/devices/<hostname>/backup", methods=["POST"])
+@requires("network.manage")
+def backup_now(hostname: str) -> Any:
+    d = services().devices.get(hostname, g.scope)
+    job = services().jobs.enqueue(g.actor, "network.config_backup", {"hostnames": [d.hostname]},
+                                  site_code=d.site.code)
+    return redirect(url_for("main.job", job_id=job.id))
+
+
+DEVICE_FORM_FIELDS = ("ansible_host", "site_code", "platform", "role", "uplink_interface", "snmp_version",
+                      "snmp_port", "snmp_community", "snmp_user", "snmp_auth_protocol", "snmp_auth_key",
+                      "snmp_priv_protocol", "snmp_priv_key", "ansible_user", "ansible_password",
+                      "ansible_ssh_private_key_file", "ansible_port")
+
+
+def _device_form() -> dict[str, Any]:
+    """Host variables from the form; empty fields are left out (secrets: keep the stored one)."""
+    f = request.form
+    out: dict[str, Any] = {k: f[k].strip()[:255] for k in DEVICE_FORM_FIELDS if f.get(k, "").strip()}
+    if "enabled" in f or "form_has_enabled" in f:
+        out["enabled"] = "enabled" in f
+    return out
+
+
+@bp.route("/devices/new", methods=["POST"])
+@requires("network.manage")
+def new_device() -> Any:
+    hostname = request.form.get("hostname", "").strip()
+    d = services().devices.save(g.actor, g.scope, hostname, _device_form(), create=True)
+    flash(_("Device %(name)s created.", name=d.hostname), "success")
+    return redirect(url_for("network.device", hostname=d.hostname))
+
+
+@bp.route("/devices/<hostname>/edit", methods=["POST"])
+@requires("network.manage")
+def edit_device(hostname: str) -> Any:
+    d = services().devices.save(g.actor, g.scope, hostname, _device_form(), create=False)
+    flash(_("Saved."), "success")
+    return redirect(url_for("network.device", hostname=d.hostname))
+
+
+@bp.route("/devices/<hostname>/retire", methods=["POST"])
+@requires("network.manage")
+def retire_device(hostname: str) -> Any:
+    svc = services()
+    svc.devices.retire(g.actor, svc.devices.get(hostname, g.scope))
+    flash(_("Device retired; its history stays."), "success")
+    return redirect(url_for("network.devices"))
