@@ -58,6 +58,8 @@ class Settings(BaseModel):
     #: A device that goes down again within this many minutes of coming back is flapping: the new
     #: down period joins the previous outage record (flap_count + 1) instead of opening a new one.
     flap_window_minutes: int = Field(default=15, ge=0, le=1440)
+    #: An outage record that grouped at least this many re-downs is shown as a flapping link.
+    flap_threshold: int = Field(default=3, ge=1, le=1000)
     #: SSH (netmiko): per-device timeout and devices at once (checks hourly, backups daily at 02:00).
     ssh_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     ssh_concurrency: int = Field(default=8, ge=1, le=128)

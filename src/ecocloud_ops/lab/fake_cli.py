@@ -5,7 +5,7 @@ platform sends (:data:`ecocloud_ops.adapters.ssh.PLATFORM_COMMANDS`) with record
 for netmiko's real ``huawei`` and ``hp_comware`` drivers:
 
 * password login for one user (optionally public-key login with one authorized key);
-* an interactive shell on a PTY with echo (asyncssh's line editor) and a banner before the first prompt;
+* an interactive shell on a PTY that echoes what it gets, with a banner before the first prompt;
 * the user-view prompt ``<HB-130000>`` (VRP) or ``<H3C>`` (Comware); an empty line prints the prompt again;
 * the paging switch netmiko's session preparation sends: ``screen-length 0 temporary`` (VRP) and
   ``screen-length disable`` (Comware); ``display version``, ``display interface brief``,
@@ -475,28 +475,49 @@ def _serve(args: argparse.Namespace) -> None:
             return ok
 
     async def session(process: asyncssh.SSHServerProcess[str]) -> None:
+        # Like a device's VTY: characters are echoed as they arrive, and each line's newline, output and next
+        # prompt are written in order. (asyncssh's line editor would echo every queued newline before the
+        # prompts of the lines before it, giving "<H3C><H3C>" on one line, which no device prints.)
+        def write(text: str) -> None:
+            process.stdout.write(text.replace("\r\n", "\n").replace("\n", "\r\n"))
+
         try:
             if process.command is not None:  # exec request: one command, no prompt
                 record(process.command)
-                out = answer(profile, hostname, process.command)
-                process.stdout.write(out or "")
+                write(answer(profile, hostname, process.command) or "")
                 process.exit(0)
                 return
-            process.stdout.write(profile.banner + prompt)
+            write(profile.banner + prompt)
+            line = ""
+            after_cr = False
             while True:
                 try:
-                    line = await process.stdin.readline()
-                except asyncssh.BreakReceived:
+                    data = await process.stdin.read(4096)
+                except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged, asyncssh.SignalReceived):
                     continue
-                except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived):
-                    continue
-                if not line:  # EOF
+                if not data:  # EOF
                     break
-                record(line)
-                out = answer(profile, hostname, line.strip())
-                if out is None:
-                    break
-                process.stdout.write(out + prompt)
+                for char in data:
+                    if char == "\n" and after_cr:  # CR LF is one end of line
+                        after_cr = False
+                        continue
+                    after_cr = char == "\r"
+                    if char in "\r\n":
+                        record(line)
+                        out = answer(profile, hostname, line.strip())
+                        if out is None:
+                            write("\n")
+                            process.exit(0)
+                            return
+                        write("\n" + out + prompt)
+                        line = ""
+                    elif char in "\x08\x7f":
+                        if line:
+                            line = line[:-1]
+                            write("\x08 \x08")
+                    elif char.isprintable():
+                        line += char
+                        write(char)
             process.exit(0)
         except (OSError, asyncssh.Error):
             process.close()
@@ -508,7 +529,7 @@ def _serve(args: argparse.Namespace) -> None:
             loop.add_signal_handler(sig, stop.set)
         server = await asyncssh.create_server(
             Server, args.host, args.port, server_host_keys=[host_key], process_factory=session,
-            encoding="utf-8", line_editor=True, login_timeout=30, keepalive_interval=0)
+            encoding="utf-8", line_editor=False, login_timeout=30, keepalive_interval=0)
         public = host_key.export_public_key("openssh").decode().split()
         ready = {"host": args.host, "port": server.get_port(), "host_key": f"{public[0]} {public[1]}",
                  "platform": args.platform, "prompt": prompt}

@@ -373,6 +373,7 @@ def device_outages(hostname: str) -> Any:
     return jsonify({"items": [{
         "id": o.id, "status": o.status, "cause": o.cause, "started_at": o.started_at.isoformat(),
         "ended_at": o.ended_at.isoformat() if o.ended_at else None, "flap_count": o.flap_count,
+        "flapping": o.flap_count >= g.container.settings.flap_threshold,
         "periods": [{"from": p.started_at.isoformat(), "to": p.ended_at.isoformat() if p.ended_at else None}
                     for p in o.periods]} for o in rows]})
 

@@ -97,7 +97,8 @@ def device(hostname: str) -> Any:
     from ...network.ssh_checks import versions
 
     configs = versions(g.db, d) if has_permission(g.user.role, "configs.read") else []
-    return render_template("network/device.html", device=d, outages=outages, chart=chart, configs=configs)
+    return render_template("network/device.html", device=d, outages=outages, chart=chart, configs=configs,
+                           flap_threshold=g.container.settings.flap_threshold)
 
 
 @bp.route("/maintenance")
