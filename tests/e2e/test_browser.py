@@ -28,6 +28,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     cli(env, "sites", "seed-national")
     admin = json.loads(cli(env, "users", "create", "--username", "e2e.admin", "--role", "admin", "--site",
                            "000000", "--password", PASSWORD, "--json"))
+    inventory = tmp / "inv.yml"
+    inventory.write_text("all:\n  hosts:\n    e2e-r1: {ansible_host: 198.18.77.1, site_code: '130000', "
+                         "snmp_community: c}\n")
+    cli(env, "inventory", "import", str(inventory))
     port = free_port()
     log = tmp / "serve.log"
     proc = start(env, "serve", "--port", str(port), log=log)
@@ -87,6 +91,16 @@ def test_login_with_totp_language_switch_and_home_counts(server: dict) -> None:
         page.goto(server["base"] + "/users?q=double.click")
         expect(page.locator("#users-table tbody tr")).to_have_count(1)
         page.screenshot(path=str(ARTIFACTS / "e2e-users.png"))
+
+        # The network view and a device page with its charts (Chart.js served by the instance).
+        page.goto(server["base"] + "/network/")
+        expect(page.locator("#tile-130000")).to_be_visible()
+        expect(page.locator("#tile-440000")).to_contain_text("not monitored")
+        page.goto(server["base"] + "/network/devices/e2e-r1")
+        expect(page.locator("h1")).to_contain_text("e2e-r1")
+        assert page.evaluate("typeof Chart") == "function"
+        assert page.locator("canvas.chart").count() == 3
+        page.screenshot(path=str(ARTIFACTS / "e2e-device.png"), full_page=True)
 
         # Static assets come from the instance, not a CDN.
         css = page.evaluate("[...document.styleSheets].map(s => s.href).filter(Boolean)")

@@ -479,7 +479,10 @@ def _serve(args: argparse.Namespace) -> None:
         # prompt are written in order. (asyncssh's line editor would echo every queued newline before the
         # prompts of the lines before it, giving "<H3C><H3C>" on one line, which no device prints.)
         def write(text: str) -> None:
-            process.stdout.write(text.replace("\r\n", "\n").replace("\n", "\r\n"))
+            try:
+                process.stdout.write(text.replace("\r\n", "\n").replace("\n", "\r\n"))
+            except (OSError, asyncssh.Error):  # the client closed: still read (and log) what it sent before
+                pass
 
         try:
             if process.command is not None:  # exec request: one command, no prompt
