@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from ..auth.scope import Scope
 from ..db import utcnow
-from ..errors import NotFound, ValidationFailed
+from ..errors import ValidationFailed
 from ..sites.models import Site
+from ..sites.service import subtree_clause
 from .models import Device, DeviceRole, DeviceStatus, MaintenanceWindow, Outage, PollerGap
 from .rates import Aggregate, Interval, LinkTime, aggregate, intersect, link_tier, link_time, normalize, subtract
 
@@ -92,11 +93,7 @@ class ConnectivityService:
         period = Interval(start, min(end, max(now, start)))
         q = select(Site).where(scope.site_clause())
         if site_code:
-            root = self.session.execute(select(Site).where(Site.code == site_code, scope.site_clause())
-                                        ).scalar_one_or_none()
-            if root is None:
-                raise NotFound(f"site {site_code} not found")
-            q = q.where(Site.path.startswith(root.path, autoescape=True))
+            q = q.where(subtree_clause(self.session, scope, site_code))
         sites = {s.id: s for s in self.session.execute(q).scalars()}
         tiers_by_code = dict(self.session.execute(select(Site.code, Site.tier)).all())
         devices = [d for d in self.session.execute(

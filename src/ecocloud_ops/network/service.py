@@ -16,6 +16,7 @@ from ..crypto import SecretBox
 from ..db import utcnow
 from ..errors import NotFound, ValidationFailed
 from ..sites.models import Site
+from ..sites.service import subtree_clause
 from .inventory import DeviceSpec, InventoryError, InventoryInvalid
 from .models import Device, MaintenanceWindow
 
@@ -179,11 +180,7 @@ class DeviceService:
         """Active devices in scope (optionally one site's subtree) as specs, without secrets."""
         q = select(Device).join(Device.site).where(scope.site_clause(), Device.retired_at.is_(None))
         if site_code:
-            root = self.session.execute(select(Site).where(Site.code == site_code, scope.site_clause())
-                                        ).scalar_one_or_none()
-            if root is None:
-                raise NotFound(f"site {site_code} not found")
-            q = q.where(Site.path.startswith(root.path, autoescape=True))
+            q = q.where(subtree_clause(self.session, scope, site_code))
         return [self.to_spec(d) for d in self.session.execute(q.order_by(Device.hostname)).scalars()]
 
     @staticmethod

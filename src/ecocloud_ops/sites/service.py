@@ -100,6 +100,14 @@ class TierCounts:
         return self.ministry + self.province + self.city + self.county
 
 
+def subtree_clause(session: Session, scope: Scope, code: str) -> Any:
+    """A WHERE clause for the site ``code`` and everything below it; NotFound when outside ``scope``."""
+    root = session.execute(select(Site).where(Site.code == code, scope.site_clause())).scalar_one_or_none()
+    if root is None:
+        raise NotFound(f"site {code} not found")
+    return Site.path.startswith(root.path, autoescape=True)
+
+
 class SiteService:
     def __init__(self, session: Session, audit: AuditLog) -> None:
         self.session = session
