@@ -47,6 +47,9 @@ class Container:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        # netmiko's DEBUG log holds raw device output (unmasked configurations): never below INFO.
+        logging.getLogger("netmiko").setLevel(max(logging.INFO, logging.getLogger().level))
+        logging.getLogger("paramiko").setLevel(logging.WARNING)
 
     @cached_property
     def engine(self) -> Engine:
