@@ -54,7 +54,10 @@ def _site_view(code: str) -> Any:
     subtree = {c.code: subtree_rate(result.links, c.path) for c in children}
     devices = list(g.db.execute(select(Device).where(Device.site_id == s.id, Device.retired_at.is_(None))
                                 .order_by(Device.hostname)).scalars())
+    # Default per-tier targets until the assessment issue makes them policy (99%, 98%, 95%).
+    target = {"ministry": 0.99, "province": 0.98, "city": 0.95}.get(s.tier, 0.95)
     return render_template("network/site.html", site=s, children=children, statuses=statuses, rates=rates,
+                           target=target,
                            subtree=subtree, devices=devices, tiers=result.tiers,
                            ancestors=[a for a in svc.sites.ancestors(s) if g.scope.contains_path(a.path)])
 
