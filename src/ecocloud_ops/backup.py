@@ -15,8 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import LargeBinary, MetaData, Table, func, insert, select, text
-from sqlalchemy.types import JSON, DateTime
+from sqlalchemy import MetaData, Table, func, insert, select, text
+from sqlalchemy.types import DateTime
 
 from . import __version__
 from .bootstrap import Container
@@ -183,4 +183,4 @@ def restore_backup(container: Container, path: Path) -> dict[str, Any]:
     return dict(manifest)
 
 
-__all__ = ["JSON", "LargeBinary", "restore_backup", "write_backup"]
+__all__ = ["restore_backup", "write_backup"]

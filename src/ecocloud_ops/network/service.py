@@ -18,7 +18,7 @@ from ..errors import NotFound, ValidationFailed
 from ..sites.models import Site
 from ..sites.service import subtree_clause
 from .inventory import DeviceSpec, InventoryError, InventoryInvalid
-from .models import Device, MaintenanceWindow
+from .models import Device, DeviceRollup, MaintenanceWindow, Outage
 
 COMPARED = ("address", "platform", "role", "uplink_interface", "enabled", "groups", "snmp_version", "snmp_port",
             "snmp_user", "snmp_auth_protocol", "snmp_priv_protocol", "ssh_user", "ssh_port", "ssh_key_file")
@@ -224,6 +224,22 @@ class DeviceService:
         total = self.session.execute(select(func.count()).select_from(q.subquery())).scalar_one()
         rows = self.session.execute(q.order_by(Site.path, Device.hostname).limit(limit).offset(offset)).scalars()
         return list(rows), int(total)
+
+    def at_site(self, site: Site) -> list[Device]:
+        """Active devices of one site (the caller has checked the site is in scope)."""
+        q = select(Device).where(Device.site_id == site.id, Device.retired_at.is_(None)).order_by(Device.hostname)
+        return list(self.session.execute(q).scalars())
+
+    def outages(self, device: Device, limit: int = 50) -> list[Outage]:
+        """A device's outage records, newest first."""
+        q = select(Outage).where(Outage.device_id == device.id).order_by(Outage.started_at.desc()).limit(limit)
+        return list(self.session.execute(q).scalars())
+
+    def rollups(self, device: Device, granularity: str, since: dt.datetime) -> list[DeviceRollup]:
+        """A device's rollups of one granularity from ``since`` on, oldest first."""
+        q = (select(DeviceRollup).where(DeviceRollup.device_id == device.id, DeviceRollup.granularity == granularity,
+                                        DeviceRollup.bucket >= since).order_by(DeviceRollup.bucket))
+        return list(self.session.execute(q).scalars())
 
     def pollable(self) -> list[Device]:
         q = select(Device).join(Device.site).where(Device.enabled.is_(True), Device.retired_at.is_(None),

@@ -232,5 +232,10 @@ class SiteService:
             setattr(counts, tier, int(n))
         return counts
 
+    def provinces(self, scope: Scope) -> list[Site]:
+        """Active provinces in scope, by code."""
+        q = select(Site).where(Site.tier == Tier.PROVINCE, scope.site_clause(), Site.retired_at.is_(None))
+        return list(self.session.execute(q.order_by(Site.code)).scalars())
+
     def by_code(self, code: str) -> Site | None:
         return self.session.execute(select(Site).where(Site.code == code)).scalar_one_or_none()

@@ -363,13 +363,8 @@ def retire_device(hostname: str) -> Any:
 
 @operation("/devices/<hostname>/outages", "GET", "A device's outages, newest first", "network.read")
 def device_outages(hostname: str) -> Any:
-    from sqlalchemy import select
-
-    from ...network.models import Outage
-
-    d = services().devices.get(hostname, g.scope)
-    rows = g.db.execute(select(Outage).where(Outage.device_id == d.id).order_by(Outage.started_at.desc())
-                        .limit(200)).scalars()
+    svc = services()
+    rows = svc.devices.outages(svc.devices.get(hostname, g.scope), limit=200)
     return jsonify({"items": [{
         "id": o.id, "status": o.status, "cause": o.cause, "started_at": o.started_at.isoformat(),
         "ended_at": o.ended_at.isoformat() if o.ended_at else None, "flap_count": o.flap_count,

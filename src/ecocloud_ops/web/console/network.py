@@ -7,13 +7,12 @@ from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from ...errors import ValidationFailed
 from ...network.connectivity import SHANGHAI, ConnectivityService, month_period, subtree_rate
-from ...network.models import Device, DeviceRollup, DeviceStatus, Outage
+from ...network.models import DeviceStatus
 from ...network.service import site_statuses
-from ...sites.models import Site, Tier
+from ...sites.models import Tier
 from ..security import requires, services
 
 bp = Blueprint("network", __name__, url_prefix="/network")
@@ -52,8 +51,7 @@ def _site_view(code: str) -> Any:
     statuses = site_statuses(g.db, g.scope, [c.code for c in children] + [s.code])
     result, rates = _month_rates(s.code if s.code != "000000" else None)
     subtree = {c.code: subtree_rate(result.links, c.path) for c in children}
-    devices = list(g.db.execute(select(Device).where(Device.site_id == s.id, Device.retired_at.is_(None))
-                                .order_by(Device.hostname)).scalars())
+    devices = svc.devices.at_site(s)
     # Default per-tier targets until the assessment issue makes them policy (99%, 98%, 95%).
     target = {"ministry": 0.99, "province": 0.98, "city": 0.95}.get(s.tier, 0.95)
     return render_template("network/site.html", site=s, children=children, statuses=statuses, rates=rates,
@@ -73,8 +71,7 @@ def devices() -> Any:
     rows, total = services().devices.search(g.scope, tier=tier, province=province, status=status,
                                             query=(a.get("q") or "").strip()[:64] or None, limit=100,
                                             offset=(page - 1) * 100)
-    provinces = list(g.db.execute(select(Site).where(Site.tier == Tier.PROVINCE, g.scope.site_clause(),
-                                                     Site.retired_at.is_(None)).order_by(Site.code)).scalars())
+    provinces = services().sites.provinces(g.scope)
     return render_template("network/devices.html", devices=rows, total=total, page=page, args=a,
                            provinces=provinces, statuses=list(DeviceStatus), tiers=list(Tier))
 
@@ -82,13 +79,11 @@ def devices() -> Any:
 @bp.route("/devices/<hostname>")
 @requires("network.read")
 def device(hostname: str) -> Any:
-    d = services().devices.get(hostname, g.scope)
-    outages = list(g.db.execute(select(Outage).where(Outage.device_id == d.id)
-                                .order_by(Outage.started_at.desc()).limit(50)).scalars())
+    svc = services()
+    d = svc.devices.get(hostname, g.scope)
+    outages = svc.devices.outages(d)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
-    rollups = list(g.db.execute(select(DeviceRollup).where(
-        DeviceRollup.device_id == d.id, DeviceRollup.granularity == "hour", DeviceRollup.bucket >= since)
-        .order_by(DeviceRollup.bucket)).scalars())
+    rollups = svc.devices.rollups(d, "hour", since)
     chart = {
         "labels": [r.bucket.astimezone(SHANGHAI).strftime("%m-%d %H:00") for r in rollups],
         "reachability": [round(100 * r.up_polls / r.polls, 2) if r.polls else None for r in rollups],
