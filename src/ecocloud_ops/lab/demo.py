@@ -16,6 +16,7 @@ from sqlalchemy import select
 from ..audit.service import Actor
 from ..bootstrap import Container
 from ..network.inventory import DeviceSpec, to_yaml
+from ..network.synthetic import generate_demo_history
 from ..sites.models import Site, Tier
 from .netlab import LabSite, NetLab
 
@@ -94,6 +95,9 @@ class DemoNetwork:
         inventory.write_text(to_yaml(specs), "utf-8")
         with self.container.unit_of_work() as svc:
             svc.devices.import_inventory(Actor("demo", channel="system"), specs, prune=False)
+        # A first start also gets generated history (marked demo) from the start of last month, so
+        # last month's report reads at once; the live poller then continues from its last cycle.
+        generate_demo_history(self.container, self.say)
         self._thread = threading.Thread(target=self._chaos, name="demo-link-cuts", daemon=True)
         self._thread.start()
         self.say(f"demo network: {len(specs)} devices in {len(sites)} namespaces (inventory: {inventory})")

@@ -6,7 +6,19 @@ import datetime as dt
 import enum
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..db import Base, UTCDateTime, utcnow
@@ -127,6 +139,8 @@ class Outage(Base):
     flap_count: Mapped[int] = mapped_column(Integer, default=0)
     #: Free-text cause entered by an engineer (e.g. "fibre cut").
     note: Mapped[str | None] = mapped_column(String(500))
+    #: Generated history (the demo's past months), never measured: reports say so.
+    demo: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     device: Mapped[Device] = relationship(lazy="joined")
     periods: Mapped[list[OutagePeriod]] = relationship(order_by="OutagePeriod.started_at", lazy="selectin",
@@ -158,6 +172,8 @@ class PollCycle(Base):
     unknown: Mapped[int] = mapped_column(Integer, default=0)
     snmp_errors: Mapped[int] = mapped_column(Integer, default=0)
     duration_ms: Mapped[float | None] = mapped_column(Float)
+    #: Generated history (the demo's past months), never measured: reports say so.
+    demo: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class PollerGap(Base):
@@ -168,6 +184,8 @@ class PollerGap(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     ended_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    #: Generated history (the demo's past months), never measured: reports say so.
+    demo: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class MaintenanceWindow(Base):
@@ -182,6 +200,8 @@ class MaintenanceWindow(Base):
     reason: Mapped[str] = mapped_column(String(500))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Generated history (the demo's past months), never measured: reports say so.
+    demo: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     site: Mapped[Site] = relationship(lazy="joined")
 

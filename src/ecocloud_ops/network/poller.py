@@ -10,16 +10,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 
 from ..adapters.icmp import PingResult, ping_many
 from ..adapters.snmp import SnmpClient, SnmpCredentials, SnmpResult, SnmpTarget, make_client
 from ..db import utcnow
-from .models import Cause, Device, DeviceRollup, DeviceStatus, Outage, OutagePeriod, PollCycle, PollerGap
+from .history import HistoryWriter, RollupRow, poll_buckets, poll_rollup_rows
+from .models import Device, DeviceStatus, PollCycle
 from .status import ProbeResult, classify
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 IF_OPER_STATUS = "1.3.6.1.2.1.2.2.1.8"
 IF_HC_IN = "1.3.6.1.2.1.31.1.1.1.6"
 IF_HC_OUT = "1.3.6.1.2.1.31.1.1.1.10"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True)
@@ -204,16 +202,14 @@ class PollEngine:
         """Write device states, open/close/group outages, rollups, the cycle and any poller gap.
 
         Bulk statements for what every device gets each cycle (its state, its rollups); the ORM only
-        for the few devices whose status changed (their outage records)."""
+        for the few devices whose status changed (their outage records, through :class:`HistoryWriter`)."""
         now = utcnow()
         flap_window = dt.timedelta(minutes=self.settings.flap_window_minutes)
         summary = CycleSummary(cycle_id=0, started_at=started, duration_ms=0, devices=len(results), results=results)
         with self.container.unit_of_work() as svc:
             session = svc.session
-            previous = session.execute(select(PollCycle).order_by(PollCycle.id.desc()).limit(1)).scalar_one_or_none()
-            gap_after = dt.timedelta(seconds=max(2.5 * self.settings.poll_interval_seconds, 30))
-            if previous is not None and previous.finished_at is not None and started - previous.finished_at > gap_after:
-                session.add(PollerGap(started_at=previous.finished_at, ended_at=started))
+            writer = HistoryWriter(session, flap_window=flap_window)
+            writer.record_gap_before(started, dt.timedelta(seconds=max(2.5 * self.settings.poll_interval_seconds, 30)))
             ids = [t.device_id for t in targets]
             state = {row.id: row for row in session.execute(
                 select(Device.id, Device.site_id, Device.status, Device.status_since, Device.first_polled_at,
@@ -221,14 +217,11 @@ class PollEngine:
                 .where(Device.id.in_(ids)))}
             changed = [t.device_id for t, r in zip(targets, results, strict=True)
                        if t.device_id in state and state[t.device_id].status != r.status]
-            open_outages = {o.device_id: o for o in session.execute(
-                select(Outage).where(Outage.ended_at.is_(None), Outage.device_id.in_(changed)))
-                .scalars()} if changed else {}
-            hour = started.replace(minute=0, second=0, microsecond=0)
-            # Days are Asia/Shanghai days, like the monthly report's.
-            day = started.astimezone(SHANGHAI).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+            if changed:
+                writer.prefetch(changed, started)
+            buckets = poll_buckets(started)  # days are Asia/Shanghai days, like the monthly report's
             device_rows: list[dict[str, Any]] = []
-            rollup_rows: list[dict[str, Any]] = []
+            rollup_rows: list[RollupRow] = []
             for t, r in zip(targets, results, strict=True):
                 st = state.get(t.device_id)
                 if st is None:
@@ -238,8 +231,7 @@ class PollEngine:
                 summary.unknown += r.status == DeviceStatus.UNKNOWN
                 summary.snmp_errors += not r.snmp_ok
                 if st.status != r.status:
-                    opened, closed = self._transition(session, t.device_id, st.site_id, r,
-                                                      open_outages.get(t.device_id), started, flap_window)
+                    opened, closed = writer.transition(t.device_id, st.site_id, r.status, r.cause, started)
                     summary.opened += opened
                     summary.closed += closed
                 row: dict[str, Any] = {
@@ -255,75 +247,20 @@ class PollEngine:
                 if t.device_id in learned:
                     row["uplink_ifindex"] = learned[t.device_id]
                 device_rows.append(row)
-                d_in = _delta(r.in_octets, st.last_in_octets)
-                d_out = _delta(r.out_octets, st.last_out_octets)
-                for granularity, bucket in (("hour", hour), ("day", day)):
-                    rollup_rows.append({
-                        "device_id": t.device_id, "granularity": granularity, "bucket": bucket, "polls": 1,
-                        "up_polls": int(r.status == DeviceStatus.UP), "rtt_sum": r.rtt_ms or 0.0,
-                        "rtt_count": int(r.rtt_ms is not None), "rtt_max": r.rtt_ms,
-                        "in_octets": Decimal(d_in), "out_octets": Decimal(d_out)})
+                rollup_rows += poll_rollup_rows(t.device_id, buckets, up=r.status == DeviceStatus.UP,
+                                                rtt_ms=r.rtt_ms, in_delta=_delta(r.in_octets, st.last_in_octets),
+                                                out_delta=_delta(r.out_octets, st.last_out_octets))
             session.flush()  # outage records first
             with_ifindex = [r for r in device_rows if "uplink_ifindex" in r]
             without = [r for r in device_rows if "uplink_ifindex" not in r]
             for rows in (with_ifindex, without):
                 if rows:
                     session.execute(update(Device), rows)
-            if rollup_rows:
-                session.execute(self._rollup_upsert(session), rollup_rows)
-            cycle = PollCycle(started_at=started, finished_at=now, devices=summary.devices, up=summary.up,
-                              down=summary.down, unknown=summary.unknown, snmp_errors=summary.snmp_errors)
-            session.add(cycle)
-            session.flush()
+            writer.upsert_rollups(rollup_rows)
+            cycle = writer.add_cycle(started_at=started, finished_at=now, devices=summary.devices, up=summary.up,
+                                     down=summary.down, unknown=summary.unknown, snmp_errors=summary.snmp_errors)
             summary.cycle_id = cycle.id
         return summary
-
-    @staticmethod
-    def _rollup_upsert(session: Any) -> Any:
-        """INSERT … ON CONFLICT DO UPDATE adding this cycle to the hour's and the day's rollup."""
-        if session.get_bind().dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        ins = insert(DeviceRollup)
-        ex = ins.excluded
-        return ins.on_conflict_do_update(
-            index_elements=["device_id", "granularity", "bucket"],
-            set_={"polls": DeviceRollup.polls + ex.polls, "up_polls": DeviceRollup.up_polls + ex.up_polls,
-                  "rtt_sum": DeviceRollup.rtt_sum + ex.rtt_sum, "rtt_count": DeviceRollup.rtt_count + ex.rtt_count,
-                  "rtt_max": case((DeviceRollup.rtt_max.is_(None), ex.rtt_max),
-                                  (ex.rtt_max > DeviceRollup.rtt_max, ex.rtt_max), else_=DeviceRollup.rtt_max),
-                  "in_octets": DeviceRollup.in_octets + ex.in_octets,
-                  "out_octets": DeviceRollup.out_octets + ex.out_octets})
-
-    @staticmethod
-    def _transition(session: Any, device_id: int, site_id: int, r: ProbeResult, current: Outage | None,
-                    at: dt.datetime, flap_window: dt.timedelta) -> tuple[int, int]:
-        """Open, close or group outage records for a device whose status changed.
-        Returns (outages opened, outages closed)."""
-        opened = closed = 0
-        new = r.status
-        if current is not None:  # up, or down <-> unknown: the open outage ends here
-            current.ended_at = at
-            if current.periods:
-                current.periods[-1].ended_at = at
-            closed = 1
-        if new == DeviceStatus.UP:
-            return opened, closed
-        recent = None
-        if flap_window.total_seconds() > 0:
-            recent = session.execute(
-                select(Outage).where(Outage.device_id == device_id, Outage.status == new,
-                                     Outage.ended_at.isnot(None), Outage.ended_at >= at - flap_window)
-                .order_by(Outage.ended_at.desc()).limit(1)).scalar_one_or_none()
-        if recent is not None and recent is not current:
-            recent.ended_at = None
-            recent.flap_count += 1
-            recent.periods.append(OutagePeriod(started_at=at))
-            return opened, closed
-        session.add(Outage(device_id=device_id, site_id=site_id, status=new, cause=r.cause or Cause.OWN,
-                           started_at=at, periods=[OutagePeriod(started_at=at)]))
-        return opened + 1, closed
 
 
 def _delta(new: int | None, last: str | None) -> int:
