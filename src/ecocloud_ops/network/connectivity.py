@@ -16,8 +16,19 @@ from ..db import utcnow
 from ..errors import ValidationFailed
 from ..sites.models import Site
 from ..sites.service import subtree_clause
-from .models import Device, DeviceRole, DeviceStatus, MaintenanceWindow, Outage, PollerGap
-from .rates import Aggregate, Interval, LinkTime, aggregate, intersect, link_tier, link_time, normalize, subtract
+from .models import Device, DeviceRole, DeviceStatus, MaintenanceWindow, Outage, OutagePeriod, PollerGap
+from .rates import (
+    Aggregate,
+    Interval,
+    LinkTime,
+    aggregate,
+    clip,
+    intersect,
+    link_tier,
+    normalize,
+    subtract,
+    total_seconds,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 TIERS = ("ministry_province", "province_city", "city_county")
@@ -74,6 +85,62 @@ class Connectivity:
                 "links": [link.as_dict() for link in self.links]}
 
 
+@dataclass
+class LinkTimeline:
+    """When one link was observed and when it was down, over a span: what every rate is cut from.
+
+    ``observed`` is monitored time minus poller gaps, unknown time (the parent was down) and
+    maintenance windows; ``down`` lies within it. Any window's rate is then a clip of the two, so the
+    month, each day and each of the last twelve months come from one pass over the history."""
+
+    site_code: str
+    site_name: str
+    path: str
+    parent_code: str
+    tier: str
+    observed: list[Interval]
+    down: list[Interval]
+    #: (start, end or None) of each outage record whose status was down (own link), for counting.
+    down_outages: list[tuple[dt.datetime, dt.datetime | None]]
+
+    def time_in(self, window: Interval) -> LinkTime:
+        obs = total_seconds(clip(self.observed, window))
+        down = total_seconds(clip(self.down, window))
+        return LinkTime(up=obs - down, down=down)
+
+    def outages_in(self, window: Interval) -> int:
+        return sum(1 for s, e in self.down_outages if s < window.end and (e is None or e > window.start))
+
+    def longest_down(self, window: Interval) -> float:
+        return max((iv.seconds for iv in clip(self.down, window)), default=0.0)
+
+    def rate_in(self, window: Interval) -> LinkRate:
+        t = self.time_in(window)
+        return LinkRate(self.site_code, self.site_name, self.path, self.parent_code, self.tier, t.up, t.down,
+                        self.outages_in(window))
+
+    def split(self, windows: list[Interval]) -> list[LinkTime]:
+        """LinkTime per window (sorted, non-overlapping), in one sweep over the intervals."""
+        obs = _split_seconds(self.observed, windows)
+        down = _split_seconds(self.down, windows)
+        return [LinkTime(up=o - d, down=d) for o, d in zip(obs, down, strict=True)]
+
+
+def _split_seconds(intervals: list[Interval], windows: list[Interval]) -> list[float]:
+    out = [0.0] * len(windows)
+    i = 0
+    for iv in intervals:  # both sorted and non-overlapping
+        while i < len(windows) and windows[i].end <= iv.start:
+            i += 1
+        j = i
+        while j < len(windows) and windows[j].start < iv.end:
+            s, e = max(iv.start, windows[j].start), min(iv.end, windows[j].end)
+            if e > s:
+                out[j] += (e - s).total_seconds()
+            j += 1
+    return out
+
+
 class ConnectivityService:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -84,6 +151,22 @@ class ConnectivityService:
         """Rates of every monitored link in scope (optionally one tier or one site's subtree).
 
         Raises ValidationFailed for an empty period or unknown tier, NotFound for a site out of scope."""
+        period, timelines, gaps = self.timelines(scope, start, end, tier=tier, site_code=site_code, now=now)
+        links = [tl.rate_in(period) for tl in timelines]
+        targets = targets or {}
+        result = Connectivity(period=period, links=links, gaps=gaps)
+        for tname in TIERS:
+            if tier and tname != tier:
+                continue
+            result.tiers[tname] = aggregate((LinkTime(x.up_seconds, x.down_seconds) for x in links
+                                             if x.tier == tname), targets.get(tname))
+        result.total = aggregate(LinkTime(x.up_seconds, x.down_seconds) for x in links)
+        return result
+
+    def timelines(self, scope: Scope, start: dt.datetime, end: dt.datetime, *, tier: str | None = None,
+                  site_code: str | None = None, now: dt.datetime | None = None,
+                  ) -> tuple[Interval, list[LinkTimeline], list[Interval]]:
+        """(the period, cut at now; the timeline of every monitored link in it, by site code; poller gaps)."""
         if end <= start:
             raise ValidationFailed("the period must end after it starts", details=[{"field": "to", "message": ""}])
         if tier is not None and tier not in TIERS:
@@ -91,34 +174,58 @@ class ConnectivityService:
                                                                                         "message": "unknown"}])
         now = now or utcnow()
         period = Interval(start, min(end, max(now, start)))
-        q = select(Site).where(scope.site_clause())
+        q = select(Site.id, Site.code, Site.name, Site.path).where(scope.site_clause())
         if site_code:
             q = q.where(subtree_clause(self.session, scope, site_code))
-        sites = {s.id: s for s in self.session.execute(q).scalars()}
-        tiers_by_code = dict(self.session.execute(select(Site.code, Site.tier)).all())
-        devices = [d for d in self.session.execute(
-            select(Device).where(Device.site_id.in_(list(sites)), Device.role == DeviceRole.UPLINK,
-                                 Device.first_polled_at.isnot(None), Device.first_polled_at < period.end,
-                                 or_(Device.retired_at.is_(None), Device.retired_at > period.start))).scalars()]
+        sites = {row.id: row for row in self.session.execute(q)}
+        parents = {row.path.strip("/").split("/")[-2] for row in sites.values() if row.path.count("/") > 1}
+        tq = select(Site.code, Site.tier)
+        if len(parents) < 500:  # one subtree: ask for its parents only
+            tq = tq.where(Site.code.in_(parents))
+        tiers_by_code = dict(self.session.execute(tq).all())
+        devices = list(self.session.execute(
+            select(Device.id, Device.site_id, Device.first_polled_at, Device.retired_at).where(
+                Device.role == DeviceRole.UPLINK, Device.first_polled_at.isnot(None),
+                Device.first_polled_at < period.end,
+                or_(Device.retired_at.is_(None), Device.retired_at > period.start))))
+        devices = [d for d in devices if d.site_id in sites]
+        device_ids = {d.id for d in devices}
         gaps = normalize(Interval(max(g.started_at, period.start), min(g.ended_at, period.end))
                          for g in self.session.execute(select(PollerGap).where(
                              PollerGap.started_at < period.end, PollerGap.ended_at > period.start)).scalars())
-        outages: dict[int, list[Outage]] = {}
-        for o in self.session.execute(select(Outage).where(
-                Outage.device_id.in_([d.id for d in devices]), Outage.started_at < period.end,
-                or_(Outage.ended_at.is_(None), Outage.ended_at > period.start))).scalars():
-            outages.setdefault(o.device_id, []).append(o)
+        # Periods of the outages that overlap the period, read as plain rows (a year of them for the trend).
+        down_i: dict[int, list[Interval]] = {}
+        unknown_i: dict[int, list[Interval]] = {}
+        down_records: dict[int, dict[int, tuple[dt.datetime, dt.datetime | None]]] = {}
+        for row in self.session.execute(
+                select(Outage.id, Outage.device_id, Outage.status, Outage.started_at, Outage.ended_at,
+                       OutagePeriod.started_at.label("p_start"), OutagePeriod.ended_at.label("p_end"))
+                .join(OutagePeriod, OutagePeriod.outage_id == Outage.id)
+                .where(Outage.started_at < period.end, or_(Outage.ended_at.is_(None), Outage.ended_at > period.start),
+                       *([Outage.device_id.in_(device_ids)] if len(device_ids) < 500 else []))
+                .order_by(Outage.device_id, OutagePeriod.started_at)):
+            if row.device_id not in device_ids:
+                continue
+            iv = Interval(row.p_start, row.p_end or now)
+            if row.status == DeviceStatus.DOWN:
+                down_i.setdefault(row.device_id, []).append(iv)
+                down_records.setdefault(row.device_id, {})[row.id] = (row.started_at, row.ended_at)
+            else:
+                unknown_i.setdefault(row.device_id, []).append(iv)
         windows: dict[int, list[Interval]] = {}
         device_windows: dict[int, list[Interval]] = {}
-        for w in self.session.execute(select(MaintenanceWindow).where(
-                MaintenanceWindow.site_id.in_(list(sites)), MaintenanceWindow.started_at < period.end,
-                MaintenanceWindow.ended_at > period.start)).scalars():
+        for w in self.session.execute(select(MaintenanceWindow.site_id, MaintenanceWindow.device_id,
+                                             MaintenanceWindow.started_at, MaintenanceWindow.ended_at).where(
+                MaintenanceWindow.started_at < period.end, MaintenanceWindow.ended_at > period.start,
+                *([MaintenanceWindow.site_id.in_(list(sites))] if len(sites) < 500 else []))):
+            if w.site_id not in sites:
+                continue
             target = device_windows.setdefault(w.device_id, []) if w.device_id else windows.setdefault(w.site_id, [])
             target.append(Interval(w.started_at, w.ended_at))
-        by_site: dict[int, list[Device]] = {}
+        by_site: dict[int, list[Any]] = {}
         for d in devices:
             by_site.setdefault(d.site_id, []).append(d)
-        links = []
+        timelines = []
         for site_id, devs in by_site.items():
             site = sites[site_id]
             codes = site.path.strip("/").split("/")
@@ -134,34 +241,22 @@ class ConnectivityService:
             not_up: list[Interval] | None = None
             any_down: list[Interval] = []
             excluded = list(windows.get(site_id, []))
-            n_outages = 0
+            records: dict[int, tuple[dt.datetime, dt.datetime | None]] = {}
             for d in devs:
-                down_i: list[Interval] = []
-                unknown_i: list[Interval] = []
-                for o in outages.get(d.id, []):
-                    n_outages += o.status == DeviceStatus.DOWN
-                    for p in o.periods:
-                        iv = Interval(p.started_at, p.ended_at or now)
-                        (down_i if o.status == DeviceStatus.DOWN else unknown_i).append(iv)
-                dev_not_up = normalize([*down_i, *unknown_i])
+                dev_not_up = normalize([*down_i.get(d.id, []), *unknown_i.get(d.id, [])])
                 not_up = dev_not_up if not_up is None else intersect(not_up, dev_not_up)
-                any_down += down_i
+                any_down += down_i.get(d.id, [])
                 excluded += device_windows.get(d.id, [])
+                records.update(down_records.get(d.id, {}))
             site_not_up = not_up or []
             site_down = intersect(site_not_up, any_down)
             site_unknown = subtract(site_not_up, site_down)
-            t = link_time(period, monitored=monitored, down=site_down, unknown=site_unknown, excluded=excluded)
-            links.append(LinkRate(site.code, site.name, site.path, parent, ltier, t.up, t.down, n_outages))
-        links.sort(key=lambda x: x.site_code)
-        targets = targets or {}
-        result = Connectivity(period=period, links=links, gaps=gaps)
-        for tname in TIERS:
-            if tier and tname != tier:
-                continue
-            result.tiers[tname] = aggregate((LinkTime(x.up_seconds, x.down_seconds) for x in links
-                                             if x.tier == tname), targets.get(tname))
-        result.total = aggregate(LinkTime(x.up_seconds, x.down_seconds) for x in links)
-        return result
+            observed = subtract(clip(monitored, period), [*site_unknown, *excluded])
+            timelines.append(LinkTimeline(site.code, site.name, site.path, parent, ltier, observed,
+                                          intersect(observed, site_down),
+                                          sorted(records.values(), key=lambda r: r[0])))
+        timelines.sort(key=lambda x: x.site_code)
+        return period, timelines, gaps
 
 
 def subtree_rate(links: list[LinkRate], path: str) -> float | None:
