@@ -3,7 +3,7 @@
 # environment with the Python packages, the console's front-end assets from the npm registry, and
 # the compiled translations. Idempotent: a second run only checks.
 #   scripts/setup.sh          the platform
-#   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, CJK fonts, PostgreSQL)
+#   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, pdftotext, PostgreSQL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,9 +30,14 @@ command -v ip >/dev/null || need+=(iproute2)
 [[ -x /usr/sbin/snmpd ]] || need+=(snmpd)
 command -v snmpget >/dev/null || need+=(snmp)
 command -v fping >/dev/null || need+=(fping)
+# Reports: PDF rendering (WeasyPrint needs Pango) with CJK fonts embedded.
+have_pkg libpango-1.0-0 || need+=(libpango-1.0-0)
+have_pkg libpangoft2-1.0-0 || need+=(libpangoft2-1.0-0)
+have_pkg fonts-noto-cjk || need+=(fonts-noto-cjk)
 if (( WITH_TEST )); then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
-  have_pkg fonts-noto-cjk || need+=(fonts-noto-cjk)
+  # pdftotext reads the reports' PDFs back.
+  command -v pdftotext >/dev/null || need+=(poppler-utils)
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
   # The network lab: sshd per site namespace, ssh/sshpass and ping for the tests.
   [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)

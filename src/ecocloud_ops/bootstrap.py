@@ -20,6 +20,7 @@ from .db import make_engine, make_session_factory, session_scope
 from .jobs.service import JobService
 from .network.service import DeviceService
 from .policies.service import PolicyService
+from .reports.service import ReportService
 from .sites.service import SiteService
 
 
@@ -34,6 +35,7 @@ class Services:
     auth: AuthService
     jobs: JobService
     devices: DeviceService
+    reports: ReportService
 
 
 class Container:
@@ -83,6 +85,7 @@ class Container:
             auth=AuthService(session, audit, self.box, policies),
             jobs=JobService(session, audit),
             devices=DeviceService(session, audit, self.box),
+            reports=ReportService(session, audit, policies, self.settings.files_dir),
         )
 
     @contextmanager

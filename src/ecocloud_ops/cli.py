@@ -176,6 +176,7 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         else:
             network = DemoNetwork(c, say=click.echo)
             network.start()
+            _demo_report(app)
     w = Worker(c)
     threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
     try:
@@ -184,6 +185,20 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         w.stop(wait=False)
         if network is not None:
             network.stop()
+
+
+def _demo_report(app: App) -> None:
+    """Last month's assessment as a draft, so the demo's report page has something to show at once."""
+    from .reports.builder import previous_month
+
+    month = previous_month()
+    try:
+        with app.container.unit_of_work() as svc:
+            if svc.reports.find(month) is None:
+                svc.reports.generate(app.actor, month)
+                click.echo(f"assessment report: {month} draft built from the demo history")
+    except EcoCloudError as exc:
+        click.echo(f"assessment report for {month} not built: {exc.message}", err=True)
 
 
 # Sites -----------------------------------------------------------------------------------------
@@ -605,6 +620,133 @@ def maintenance_add(app: App, site: str, device: str | None, start: Any, end: An
                                          start=start.replace(tzinfo=SHANGHAI), end=end.replace(tzinfo=SHANGHAI),
                                          reason=reason)
         click.echo(f"maintenance window {mw.id} planned")
+
+
+# Assessment reports ----------------------------------------------------------------------------
+@cli.group(cls=Group)
+def report() -> None:
+    """The monthly connectivity assessment: build, publish, export."""
+
+
+def _month_option(required: bool = False) -> Any:
+    return click.option("--month", required=required, metavar="YYYY-MM",
+                        help="Calendar month in Asia/Shanghai time" + ("" if required else " (default: last month)."))
+
+
+@report.command("connectivity")
+@_month_option(required=True)
+@click.option("--format", "fmt", type=click.Choice(["json", "html", "pdf", "xlsx", "csv"]), default="json",
+              show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Write here (default: stdout for json/html).")
+@click.option("--province", help="Only this province's drill-down, outages and maintenance windows.")
+@click.option("--locale", type=click.Choice(["zh_CN", "en"]), default="zh_CN", show_default=True)
+@pass_app
+def report_connectivity(app: App, month: str, fmt: str, out: str | None, province: str | None, locale: str) -> None:
+    """Export a month's report: the stored one (draft or published) if there is one, else computed now.
+    A published report's PDF in Chinese is the archived file itself, checked against its checksum."""
+    from .auth.scope import Scope
+    from .reports.service import export
+
+    with app.container.unit_of_work() as svc:
+        data = svc.reports.data_for(month, Scope.everything(), province=province)
+        stored = svc.reports.find(month)
+        if fmt == "pdf" and stored is not None and stored.state == "published" and not province and locale == "zh_CN":
+            _name, content = svc.reports.archived(stored, ".pdf")
+        else:
+            content, _media, _name = export(data, fmt, locale, files_dir=app.container.settings.files_dir)
+    if out:
+        Path(out).write_bytes(content)
+        click.echo(f"{data['month']} ({data.get('state')}): wrote {len(content)} bytes to {out}", err=True)
+    elif fmt in ("json", "html"):
+        click.echo(content.decode())
+    else:
+        fail(f"--out is required for --format {fmt}", 2)
+
+
+@report.command("generate")
+@_month_option()
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def report_generate(app: App, month: str | None, as_json: bool) -> None:
+    """Build or rebuild a month's draft; on a published month, recompute and list what changed."""
+    from .reports.builder import previous_month
+
+    with app.container.unit_of_work() as svc:
+        outcome = svc.reports.generate(app.actor, month or previous_month())
+    if as_json:
+        emit(outcome, True)
+        return
+    if outcome["action"] == "checked":
+        if outcome["identical"]:
+            click.echo(f"{outcome['month']} is published; the data reproduce the same figures")
+        else:
+            click.echo(f"{outcome['month']} is published; recomputed figures differ in "
+                       f"{len(outcome['changes'])} place(s):")
+            for ch in outcome["changes"][:50]:
+                click.echo(f"  {ch['path']}: {json.dumps(ch['before'], ensure_ascii=False, default=str)[:80]} -> "
+                           f"{json.dumps(ch['after'], ensure_ascii=False, default=str)[:80]}")
+    else:
+        click.echo(f"{outcome['month']} draft {outcome['action']} (revision {outcome['revision']})")
+
+
+@report.command("publish")
+@_month_option(required=True)
+@pass_app
+def report_publish(app: App, month: str) -> None:
+    """Publish a draft: archive its PDF and data with checksums; it is immutable afterwards."""
+    from .reports.service import publish_report
+
+    result = publish_report(app.container, app.actor, month,
+                            lambda _f, message: click.echo(f"{message}...", err=True))
+    for item in result["archive"] or []:
+        click.echo(f"archived {item['name']} sha256 {item['sha256']} ({item['size']} bytes)")
+    click.echo(f"{month} published")
+
+
+@report.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def report_list(app: App, as_json: bool) -> None:
+    """Stored reports, newest first."""
+    from .network.rates import format_rate
+
+    with app.container.unit_of_work() as svc:
+        rows: list[dict[str, Any]] = []
+        for r in svc.reports.all_reports():
+            tiers = {t["tier"]: t["rate"] for t in r.data["tiers"]}
+            problems = svc.reports.verify_archive(r) if r.archive else []
+            rows.append({"month": r.month, "state": r.state, "revision": r.revision, "demo": r.demo,
+                         "generated_at": r.generated_at.isoformat(), "published_at":
+                         r.published_at.isoformat() if r.published_at else None, "tiers": tiers,
+                         "archive_ok": not problems, "problems": problems})
+    if as_json:
+        emit(rows, True)
+        return
+    for row in rows:
+        rates = " ".join(f"{format_rate(v):>8}" for v in row["tiers"].values())
+        flag = "" if row["archive_ok"] else "  ARCHIVE: " + "; ".join(row["problems"])
+        click.echo(f"{row['month']}  {row['state']:<9} {rates}{'  (demo data)' if row['demo'] else ''}{flag}")
+
+
+@report.command("targets")
+@click.option("--set", "changes", multiple=True, metavar="TIER=RATE",
+              help="e.g. ministry_province=0.99 (repeatable); without it, print the targets.")
+@pass_app
+def report_targets(app: App, changes: tuple[str, ...]) -> None:
+    """Show or change the assessment targets per tier (audited)."""
+    values: dict[str, Any] = {}
+    for item in changes:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--set wants TIER=RATE, got {item!r}", 2)
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            fail(f"{key}: {value!r} is not a number", 2)
+    with app.container.unit_of_work() as svc:
+        policy = svc.policies.update(app.actor, "assessment", values) if values else svc.policies.assessment()
+        for tier, target in policy.model_dump().items():
+            click.echo(f"{tier:<20} {target * 100:.2f}%")
 
 
 # Roles -----------------------------------------------------------------------------------------

@@ -6,10 +6,11 @@ from .db import Base
 from .jobs.models import Job, JobLogLine, WorkerHeartbeat
 from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap
 from .policies.models import Policy
+from .reports.models import AssessmentReport
 from .sites.models import Site, SiteEvent
 
 __all__ = [
-    "ApiToken", "AuditEntry", "Device", "DeviceRollup", "MaintenanceWindow", "Outage", "OutagePeriod",
-    "PollCycle", "PollerGap", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
+    "ApiToken", "AssessmentReport", "AuditEntry", "Device", "DeviceRollup", "MaintenanceWindow", "Outage",
+    "OutagePeriod", "PollCycle", "PollerGap", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
     "User", "UserSession", "WorkerHeartbeat",
 ]

@@ -107,3 +107,81 @@ def test_login_with_totp_language_switch_and_home_counts(server: dict) -> None:
         assert css and all(h.startswith(server["base"]) for h in css), css
         browser.close()
     assert not errors, errors
+
+
+def test_assessment_report_page_charts_publish_and_english(server: dict) -> None:
+    """A month of generated history, then the report page as an assessment officer: four charts drawn
+    by the locally served Chart.js, a draft saved and published (confirm dialog), the archived PDF
+    downloaded, and the page in English."""
+    import datetime as dt
+
+    from ecocloud_ops.network.synthetic import LinkDown, Scenario, write_history
+    from tests.conftest import make_container
+
+    env = server["env"]
+    cst = dt.timezone(dt.timedelta(hours=8))
+    c = make_container(Path(env["ECOCLOUD_INSTANCE_DIR"]), env["ECOCLOUD_DATABASE_URL"])
+    try:
+        scenario = Scenario(start=dt.datetime(2026, 10, 1, tzinfo=cst), end=dt.datetime(2026, 11, 1, tzinfo=cst),
+                            events=[LinkDown("130000", dt.datetime(2026, 10, 9, 8, tzinfo=cst),
+                                             dt.datetime(2026, 10, 9, 17, tzinfo=cst))])
+        with c.unit_of_work() as svc:
+            write_history(svc.session, scenario, demo=True, flap_window_minutes=10)
+    finally:
+        c.dispose()
+    cli(env, "users", "create", "--username", "e2e.officer", "--role", "assessment_officer", "--site", "000000",
+        "--password", PASSWORD)
+    worker_log = Path(env["ECOCLOUD_INSTANCE_DIR"]).parent / "worker.log"
+    worker = start(env, "worker", log=worker_log)
+    try:
+        _report_in_browser(server)
+    finally:
+        stop(worker)
+
+
+def _report_in_browser(server: dict) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(locale="zh-CN", viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("dialog", lambda d: d.accept())
+        page.goto(server["base"] + "/login")
+        page.fill("#username", "e2e.officer")
+        page.fill("#password", PASSWORD)
+        page.click("#login-submit")
+        page.goto(server["base"] + "/reports/")
+        page.fill("#month", "2026-10")
+        page.click("#open-month button")
+        expect(page.locator("#report-title")).to_contain_text("2026-10")
+        expect(page.locator("#demo-banner")).to_be_visible()
+        drawn = page.evaluate("[...document.querySelectorAll('canvas[data-report-chart]')]"
+                              ".map(c => !!Chart.getChart(c) && c.width > 0)")
+        assert drawn == [True, True, True, True], drawn
+        expect(page.locator("#tier-ministry_province .rate")).to_contain_text("%")
+        page.click("#generate")
+        expect(page.locator("#report-state")).to_have_text("草稿")
+        page.screenshot(path=str(ARTIFACTS / "e2e-report-zh.png"), full_page=True)
+        page.click("#publish")  # a job: the browser lands on its page and follows its progress
+        expect(page.locator("h1")).to_contain_text("reports.publish")
+        report_url = server["base"] + "/reports/connectivity/2026-10"
+        for _ in range(120):
+            page.goto(report_url)
+            if page.locator("#report-state").inner_text() == "已发布":
+                break
+            page.wait_for_timeout(500)
+        expect(page.locator("#report-state")).to_have_text("已发布")
+        with page.expect_download() as dl:
+            page.click("#download-pdf")
+        pdf = Path(dl.value.path()).read_bytes()
+        assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+        page.click("#lang-en")
+        expect(page.locator("#report-title")).to_contain_text("Monthly connectivity assessment report")
+        expect(page.locator("#report-state")).to_have_text("published")
+        assert page.evaluate("[...document.querySelectorAll('canvas[data-report-chart]')]"
+                             ".every(c => !!Chart.getChart(c))")
+        page.screenshot(path=str(ARTIFACTS / "e2e-report-en.png"), full_page=True)
+        browser.close()
+    assert not errors, errors

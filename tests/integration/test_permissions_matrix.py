@@ -68,6 +68,21 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             svc.session.flush()
             objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id,
                             "hostname": hostname, "backup_id": backup.id}
+    # A published month (readable in every scope) and a month without a report (national preview only).
+    import datetime as dt
+
+    from ecocloud_ops.network.models import PollCycle
+
+    with container.unit_of_work() as svc:
+        first = dt.datetime(2026, 9, 1, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+        svc.session.add(PollCycle(started_at=first, finished_at=first, devices=2))
+    with container.unit_of_work() as svc:
+        svc.reports.generate(TEST_ACTOR, "2026-09")
+    from ecocloud_ops.reports.service import publish_report
+
+    publish_report(container, TEST_ACTOR, "2026-09")
+    objects["in"] |= {"month": "2026-09", "fmt": "json"}
+    objects["out"] |= {"month": "2026-10", "fmt": "json"}
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
                                                   "hostname": "198.18.200.2"})

@@ -42,6 +42,7 @@ PERMISSIONS: dict[str, str] = {
     "network.manage": "change devices, import inventories, plan maintenance windows",
     "configs.read": "read device configuration backups and SSH check outputs (secrets masked)",
     "reports.read": "read connectivity assessment reports (within scope)",
+    "reports.manage": "build and publish assessment reports, edit the assessment targets",
     "servicedesk.use": "file and follow service-desk tickets (within scope)",
     "dr.read": "see DR centers, plans and drills",
 }
@@ -62,7 +63,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",
         "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use"}),
     Role.ASSESSMENT_OFFICER: frozenset({
-        "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read"}),
+        "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read",
+        "reports.manage"}),
     Role.DESK_AGENT: frozenset({
         "console.view", "sites.read", "users.read", "jobs.read", "tokens.own", "servicedesk.use",
         "network.read"}),

@@ -107,6 +107,43 @@ def _config_backup(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return summary.as_dict()
 
 
+def _connectivity_report(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Build the draft of a month's assessment (default: the previous month); a published month is
+    re-checked against the data instead, never changed."""
+    from ..reports.builder import previous_month
+
+    month = params.get("month") or previous_month()
+    ctx.progress(0.1, f"building the {month} report")
+    with ctx.unit_of_work() as svc:
+        outcome = svc.reports.generate(ctx.actor, month)
+    if outcome["action"] == "checked":
+        ctx.log(f"{month} is published; recomputed figures are "
+                + ("identical" if outcome["identical"] else f"different in {len(outcome['changes'])} places"),
+                "info" if outcome["identical"] else "warning")
+    else:
+        ctx.log(f"{month} draft {outcome['action']} (revision {outcome['revision']})")
+        # Render the Chinese PDF now, so the officer's download is instant (a national one takes a minute).
+        from ..auth.scope import Scope
+        from ..reports.service import cached_pdf
+
+        ctx.progress(0.5, "rendering the PDF")
+        with ctx.unit_of_work() as svc:
+            data = svc.reports.data_for(month, Scope.everything())
+        cached_pdf(ctx.container.settings.files_dir, data, "zh_CN")
+    return {k: v for k, v in outcome.items() if k != "changes"} | {"changes": len(outcome.get("changes", []))}
+
+
+def _publish_report(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Publish a month's draft: render and archive the PDF and data, freeze the report."""
+    from ..reports.service import publish_report
+
+    month = str(params.get("month") or "")
+    result = publish_report(ctx.container, ctx.actor, month, ctx.progress)
+    for item in result["archive"]:
+        ctx.log(f"archived {item['name']} sha256 {item['sha256']} ({item['size']} bytes)")
+    return result
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -133,6 +170,10 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("network.ssh_checks", _ssh_checks, "network.manage", "Run the SSH check commands of every device"),
         JobKind("network.config_backup", _config_backup, "network.manage",
                 "Back up every device's configuration over SSH"),
+        JobKind("reports.connectivity", _connectivity_report, "reports.manage",
+                "Build a month's connectivity assessment draft (or re-check a published month)"),
+        JobKind("reports.publish", _publish_report, "reports.manage",
+                "Publish a month's assessment: archive its PDF and data with checksums"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
     ]
 }
@@ -143,4 +184,6 @@ SCHEDULES: list[tuple[str, str, dict[str, Any]]] = [
     ("daily-network-prune", "network.prune", {"hour": 3, "minute": 30}),
     ("daily-config-backup", "network.config_backup", {"hour": 2, "minute": 0}),
     ("hourly-ssh-checks", "network.ssh_checks", {"minute": 20}),
+    # The previous month's draft, at 01:00 on the 1st.
+    ("monthly-connectivity-report", "reports.connectivity", {"day": 1, "hour": 1, "minute": 0}),
 ]

@@ -27,8 +27,21 @@ class SecurityPolicy(BaseModel):
     token_max_days: int = Field(365, ge=1, le=3650)
 
 
-#: Policy key -> its model. Later issues register theirs (assessment targets, SLA policies...).
-REGISTRY: dict[str, type[BaseModel]] = {"security": SecurityPolicy}
+class AssessmentPolicy(BaseModel):
+    """Connectivity targets of the monthly assessment, per link tier (a rate meets its target when ≥)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ministry_province: float = Field(0.99, gt=0, le=1)
+    province_city: float = Field(0.98, gt=0, le=1)
+    city_county: float = Field(0.95, gt=0, le=1)
+
+    def targets(self) -> dict[str, float]:
+        return self.model_dump()
+
+
+#: Policy key -> its model. Later issues register theirs (SLA policies...).
+REGISTRY: dict[str, type[BaseModel]] = {"security": SecurityPolicy, "assessment": AssessmentPolicy}
 
 
 def seed_defaults(session: Session) -> list[str]:
@@ -60,6 +73,11 @@ class PolicyService:
     def security(self) -> SecurityPolicy:
         policy = self.get("security")
         assert isinstance(policy, SecurityPolicy)
+        return policy
+
+    def assessment(self) -> AssessmentPolicy:
+        policy = self.get("assessment")
+        assert isinstance(policy, AssessmentPolicy)
         return policy
 
     def update(self, actor: Actor, key: str, changes: dict[str, Any]) -> BaseModel:

@@ -493,3 +493,84 @@ def openapi() -> Any:
 
 
 __all__ = ["api_bp", "error_body", "openapi_document"]
+
+
+# Assessment reports --------------------------------------------------------------------------
+def _report_summary(r: Any) -> dict[str, Any]:
+    return {"month": r.month, "state": r.state, "revision": r.revision, "demo": r.demo,
+            "generated_at": r.generated_at.isoformat(), "generated_by": r.generated_by,
+            "published_at": r.published_at.isoformat() if r.published_at else None,
+            "published_by": r.published_by, "targets": r.targets, "archive": r.archive,
+            "tiers": {t["tier"]: {"rate": t["rate"], "met": t["met"]} for t in r.data["tiers"]},
+            "last_check": r.last_check}
+
+
+@operation("/reports/connectivity", "GET", "Stored monthly assessment reports (provincial users: published only)",
+           "reports.read")
+def list_reports() -> Any:
+    rows = [r for r in services().reports.all_reports() if g.scope.national or r.state == "published"]
+    return jsonify({"items": [_report_summary(r) for r in rows]})
+
+
+@operation("/reports/connectivity/<month>", "GET",
+           "A month's report: the stored one, else (national roles) computed now as a preview",
+           "reports.read", query=[("format", "string", "json (default), html, pdf, xlsx or csv (a zip)"),
+                                  ("province", "string", "only this province's sections"),
+                                  ("locale", "string", "zh_CN (default) or en")])
+def get_report(month: str) -> Any:
+    from flask import Response
+
+    from ...reports.service import export
+
+    fmt = request.args.get("format", "json")
+    locale = request.args.get("locale", "zh_CN")
+    province = request.args.get("province") or None
+    svc = services()
+    data = svc.reports.data_for(month, g.scope, province=province)
+    if fmt == "json" and request.args.get("format") is None:
+        return jsonify(data)
+    stored = svc.reports.find(month)
+    if (fmt == "pdf" and stored is not None and stored.state == "published" and locale == "zh_CN"
+            and data.get("scope") is None):
+        name, content = svc.reports.archived(stored, ".pdf")
+        media = "application/pdf"
+    else:
+        content, media, name = export(data, fmt, locale, files_dir=g.container.settings.files_dir)
+    return Response(content, mimetype=media.split(";")[0], headers={
+        "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@operation("/reports/connectivity/<month>/generate", "POST",
+           "Build or rebuild a month's draft; a published month is re-checked against the data", "reports.manage")
+def generate_report(month: str) -> Any:
+    outcome = services().reports.generate(g.actor, month)
+    return jsonify(outcome), 201 if outcome["action"] == "created" else 200
+
+
+@operation("/reports/connectivity/<month>/publish", "POST",
+           "Publish a draft as a background job (PDF rendered, archived with checksums, immutable afterwards); "
+           "202 with the job to follow", "reports.manage")
+def publish_report(month: str) -> Any:
+    job = services().reports.start_publication(g.actor, month)
+    return jsonify({"job": job_json(job)}), 202
+
+
+class TargetsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ministry_province: float | None = Field(None, gt=0, le=1)
+    province_city: float | None = Field(None, gt=0, le=1)
+    city_county: float | None = Field(None, gt=0, le=1)
+
+
+@operation("/reports/targets", "GET", "Assessment targets per link tier", "reports.read")
+def get_targets() -> Any:
+    return jsonify(services().policies.assessment().targets())
+
+
+@operation("/reports/targets", "PUT", "Change assessment targets (audited with old and new values)",
+           "reports.manage", body=TargetsUpdate)
+def put_targets() -> Any:
+    body = parse_body(TargetsUpdate)
+    policy = services().policies.update(g.actor, "assessment", body.model_dump(exclude_none=True))
+    return jsonify(policy.model_dump())

@@ -10,8 +10,10 @@ def register_console(app: Flask) -> None:
     from .auth import bp as auth_bp
     from .main import bp as main_bp
     from .network import bp as network_bp
+    from .reports import bp as reports_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(network_bp)
+    app.register_blueprint(reports_bp)

@@ -24,7 +24,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "network": {"endpoint": "network.overview", "permission": "network.read", "title": _l("Network connectivity"),
                 "text": _l("Devices of every site, live reachability by ICMP, SNMP and SSH, outages, "
                            "connectivity rates per link and tier, and the live tier map.")},
-    "reports": {"endpoint": "main.reports", "permission": "reports.read", "title": _l("Assessment reports"),
+    "reports": {"endpoint": "reports.index", "permission": "reports.read", "title": _l("Assessment reports"),
                 "text": _l("The monthly connectivity assessment: per-tier rates against targets, province "
                            "ranking, outages and trends, as a page, PDF, XLSX and CSV.")},
     "servicedesk": {"endpoint": "main.servicedesk", "permission": "servicedesk.use", "title": _l("Service desk"),
@@ -161,7 +161,7 @@ def _domain_view(name: str) -> Any:
 
 
 for _name in DOMAINS:
-    if _name != "network":
+    if _name not in ("network", "reports"):  # built: their own blueprints
         bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
 
 

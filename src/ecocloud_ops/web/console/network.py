@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from ...errors import ValidationFailed
 from ...network.connectivity import SHANGHAI, ConnectivityService, month_period, subtree_rate
 from ...network.models import DeviceStatus
+from ...network.rates import link_tier
 from ...network.service import site_statuses
 from ...sites.models import Tier
 from ..security import requires, services
@@ -52,8 +53,9 @@ def _site_view(code: str) -> Any:
     result, rates = _month_rates(s.code if s.code != "000000" else None)
     subtree = {c.code: subtree_rate(result.links, c.path) for c in children}
     devices = svc.devices.at_site(s)
-    # Default per-tier targets until the assessment issue makes them policy (99%, 98%, 95%).
-    target = {"ministry": 0.99, "province": 0.98, "city": 0.95}.get(s.tier, 0.95)
+    # Children's links are judged against their tier's assessment target (policy).
+    targets = svc.policies.assessment().targets()
+    target = targets.get(link_tier(s.tier) or "", targets["city_county"])
     return render_template("network/site.html", site=s, children=children, statuses=statuses, rates=rates,
                            target=target,
                            subtree=subtree, devices=devices, tiers=result.tiers,
