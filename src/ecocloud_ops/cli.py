@@ -176,7 +176,6 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         else:
             network = DemoNetwork(c, say=click.echo)
             network.start()
-            _demo_report(app)
     w = Worker(c)
     threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
     try:
@@ -185,20 +184,6 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         w.stop(wait=False)
         if network is not None:
             network.stop()
-
-
-def _demo_report(app: App) -> None:
-    """Last month's assessment as a draft, so the demo's report page has something to show at once."""
-    from .reports.builder import previous_month
-
-    month = previous_month()
-    try:
-        with app.container.unit_of_work() as svc:
-            if svc.reports.find(month) is None:
-                svc.reports.generate(app.actor, month)
-                click.echo(f"assessment report: {month} draft built from the demo history")
-    except EcoCloudError as exc:
-        click.echo(f"assessment report for {month} not built: {exc.message}", err=True)
 
 
 # Sites -----------------------------------------------------------------------------------------

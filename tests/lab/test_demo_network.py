@@ -32,6 +32,14 @@ def test_demo_network_is_polled_and_a_cut_shows(container: Container) -> None:
         st = {r.site_code: r.status for r in summary.results}
         assert st["130000"] == "down" and st["130100"] == "unknown" and st["440000"] == "up"
         assert (container.settings.instance_dir / "demo-inventory.yml").exists()
+        # Last month's report reads at once, from generated history that says it is demo data.
+        from ecocloud_ops.reports.builder import previous_month
+
+        with container.unit_of_work() as svc:
+            report = svc.reports.get(previous_month())
+            assert report.state == "draft" and report.demo and report.data["demo_data"]
+            assert report.data["tiers"][0]["links"] == 31 and report.data["tiers"][0]["rate"] is not None
+            assert report.data["completeness"]["covered"] > 0.99
     finally:
         engine.close()
         net.stop()

@@ -97,11 +97,27 @@ class DemoNetwork:
             svc.devices.import_inventory(Actor("demo", channel="system"), specs, prune=False)
         # A first start also gets generated history (marked demo) from the start of last month, so
         # last month's report reads at once; the live poller then continues from its last cycle.
-        generate_demo_history(self.container, self.say)
+        if generate_demo_history(self.container, self.say) is not None:
+            self._last_month_report()
         self._thread = threading.Thread(target=self._chaos, name="demo-link-cuts", daemon=True)
         self._thread.start()
         self.say(f"demo network: {len(specs)} devices in {len(sites)} namespaces (inventory: {inventory})")
         return len(specs)
+
+    def _last_month_report(self) -> None:
+        """Last month's assessment as a draft (from the generated history), so the report page has
+        something to show at once."""
+        from ..errors import EcoCloudError
+        from ..reports.builder import previous_month
+
+        month = previous_month()
+        try:
+            with self.container.unit_of_work() as svc:
+                if svc.reports.find(month) is None:
+                    svc.reports.generate(Actor("demo", channel="system"), month)
+                    self.say(f"assessment report: {month} draft built from the demo history")
+        except EcoCloudError as exc:
+            self.say(f"assessment report for {month} not built: {exc.message}")
 
     def _chaos(self) -> None:
         assert self.lab is not None
