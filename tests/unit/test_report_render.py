@@ -401,8 +401,13 @@ def test_english_rendering() -> None:
     html = render_html(data, "en")
     for heading in ("Monthly connectivity assessment report", "Tier summary", "Province ranking", "Trends",
                     "Outages", "Maintenance windows", "Poller gaps", "Drill-down by province", "Data completeness",
-                    "Ministry → province", "Own link", "Status unknown", "Not met"):
+                    "Ministry → province", "Own link", "Not met", "further records are sites that were unreachable"):
         assert heading in html, heading
+    # Upstream-caused records are counted in the printed report and listed in the files.
+    parent = [o for o in data["outages"] if o["cause"] == "parent"]
+    assert parent and f"{len(parent)} further records" in html
+    sheet = _sheets(render_xlsx(data, "en"))["Outages"]
+    assert sum(c.value == "Status unknown" for row in sheet.iter_rows() for c in row) == len(parent)
     assert "网络连通率月度考核报告" not in html
     assert format_duration(7507, translator("en")) == "2 h 05 min"
     assert '<html lang="en">' in html

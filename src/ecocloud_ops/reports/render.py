@@ -754,8 +754,17 @@ def render_html(data: Mapping[str, Any], locale: str = "zh_CN") -> str:
 
     # 4. Outages.
     statuses, causes = status_names(_), cause_names(_)
-    outages = data.get("outages") or []
+    everything = data.get("outages") or []
+    # The printed list holds the links' own outages; the records of sites that were unreachable because
+    # a site above them failed follow from that outage (tens of thousands in a national month) and
+    # stay in the XLSX and CSV files.
+    outages = [o for o in everything if o.get("cause") != "parent"]
     add(_open_section("outages", 4, _("Outages"), new_page=True))
+    if len(everything) > len(outages):
+        note = _("%(m)s further records are sites that were unreachable because a site above them failed; they "
+                 "count under that outage and are listed in the XLSX and CSV files.") % {
+            "m": len(everything) - len(outages)}
+        add(f'<p class="note">{esc(note)}</p>')
     if outages:
         note = _("%(n)s outages overlapping the period; “In period” is the part of each outage inside the "
                  "period.") % {"n": len(outages)}
