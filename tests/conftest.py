@@ -22,6 +22,7 @@ from ecocloud_ops.config import load_settings
 from ecocloud_ops.migrate import upgrade
 from ecocloud_ops.models import Base
 from ecocloud_ops.policies.service import seed_defaults
+from ecocloud_ops.servicedesk.sla_store import seed_calendar
 from ecocloud_ops.sites.service import build_divisions
 
 PG_URL = os.environ.get("ECOCLOUD_TEST_DATABASE_URL", "")
@@ -87,8 +88,12 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         drop_pg_database(url)
 
 
+#: Reference data ``db upgrade`` seeds and no test changes: kept between tests (seeded once).
+KEEP = {"calendar_days", "calendar_years"}
+
+
 def _wipe(c: Container) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)] + ["apscheduler_jobs"]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in KEEP] + ["apscheduler_jobs"]
     with c.engine.begin() as conn:
         if c.engine.dialect.name == "postgresql":
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
@@ -98,6 +103,7 @@ def _wipe(c: Container) -> None:
     with c.unit_of_work() as svc:
         ensure_head(svc.session)
         seed_defaults(svc.session)
+        seed_calendar(svc.session)
 
 
 @pytest.fixture

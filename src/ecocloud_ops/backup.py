@@ -24,8 +24,8 @@ from .errors import Conflict, ValidationFailed
 from .migrate import current_revision
 
 FORMAT = "ecocloud-backup/1"
-#: Tables ``db upgrade`` fills in a fresh instance (policy defaults, the empty chain head).
-SEEDED_TABLES = ("policies", "audit_head")
+#: Tables ``db upgrade`` fills in a fresh instance (policy defaults, the empty chain head, the working calendar).
+SEEDED_TABLES = ("policies", "audit_head", "calendar_days", "calendar_years")
 #: Instance files that belong to the data: keys that sign the audit chain and decrypt secrets.
 INSTANCE_FILES = ("audit_ed25519.pem", "data.key", "secret_key")
 

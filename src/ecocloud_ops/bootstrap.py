@@ -21,6 +21,7 @@ from .jobs.service import JobService
 from .network.service import DeviceService
 from .policies.service import PolicyService
 from .reports.service import ReportService
+from .servicedesk.service import TicketService
 from .sites.service import SiteService
 
 
@@ -36,6 +37,7 @@ class Services:
     jobs: JobService
     devices: DeviceService
     reports: ReportService
+    tickets: TicketService
 
 
 class Container:
@@ -86,6 +88,7 @@ class Container:
             jobs=JobService(session, audit),
             devices=DeviceService(session, audit, self.box),
             reports=ReportService(session, audit, policies, self.settings.files_dir),
+            tickets=TicketService(session, audit, policies),
         )
 
     @contextmanager

@@ -734,6 +734,110 @@ def report_targets(app: App, changes: tuple[str, ...]) -> None:
             click.echo(f"{tier:<20} {target * 100:.2f}%")
 
 
+# Service desk ----------------------------------------------------------------------------------
+@cli.group(cls=Group)
+def tickets() -> None:
+    """Service-desk tickets (for scripts and the desk's phone agents)."""
+
+
+@tickets.command("create")
+@click.option("--type", "ticket_type", type=click.Choice(["incident", "service_request", "problem", "change"]),
+              required=True)
+@click.option("--category", default="other", show_default=True,
+              type=click.Choice(["network_fault", "cloud_resource", "account_access", "security_incident",
+                                 "consultation", "other"]))
+@click.option("--title", required=True)
+@click.option("--description", default="")
+@click.option("--impact", type=click.IntRange(1, 4), default=3, show_default=True, help="1 highest .. 4")
+@click.option("--urgency", type=click.IntRange(1, 4), default=3, show_default=True, help="1 highest .. 4")
+@click.option("--site", "site", help="The requester's site (default: the requester's own).")
+@click.option("--requester", required=True, help="Username of the person asking.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tickets_create(app: App, ticket_type: str, category: str, title: str, description: str, impact: int,
+                   urgency: int, site: str | None, requester: str, as_json: bool) -> None:
+    """File a ticket on behalf of a requester (e.g. a phone call)."""
+    from .auth.scope import Scope
+    from .servicedesk.service import ticket_dict
+
+    with app.container.unit_of_work() as svc:
+        user = svc.auth.by_username(requester)
+        if user is None:
+            fail(f"no user {requester!r}", 2)
+        t = svc.tickets.create(app.actor, Scope.everything(), type=ticket_type, title=title, description=description,
+                               category=category, impact=impact, urgency=urgency,
+                               site_code=site or user.site.code, requester=user, source="cli")
+        data = ticket_dict(t)
+    emit(data, as_json, f"{data['number']} created ({data['priority']}, response due {data['response_due']})")
+
+
+@tickets.command("show")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tickets_show(app: App, number: str, as_json: bool) -> None:
+    """A ticket with its history."""
+    from .auth.scope import Scope
+    from .servicedesk.service import ticket_dict
+
+    with app.container.unit_of_work() as svc:
+        t = svc.tickets.get(number, None, Scope.everything())
+        data = ticket_dict(t, history=svc.tickets.history(t), links=svc.tickets.links(t))
+    if as_json:
+        emit(data, True)
+        return
+    click.echo(f"{data['number']} [{data['status']}] {data['priority']} {data['title']}")
+    click.echo(f"  {data['type']} / {data['category']} · site {data['site']} {data['site_name']} · requester "
+               f"{data['requester'] or data['requester_name']} · team {data['team'] or '—'} · assignee "
+               f"{data['assignee'] or '—'}")
+    click.echo(f"  response due {data['response_due'] or '— (paused)'} · resolve due "
+               f"{data['resolve_due'] or '— (paused)'}{' (estimated)' if data['due_estimated'] else ''}"
+               f"{' · BREACHED' if data['breached'] else ''}")
+    for h in data["history"]:
+        what = (f"{h['from'] or ''} → {h['to']}" if h["kind"] in ("transition", "created")
+                else f"{h['field']}: {h['old']} → {h['new']}" if h["kind"] == "field" else h["body"] or h["new"])
+        click.echo(f"  {h['at']}  {h['actor']:<14} {h['kind']:<10} {what}")
+
+
+@tickets.command("list")
+@click.option("--status", help="A status, or 'open'.")
+@click.option("--type", "ticket_type")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def tickets_list(app: App, status: str | None, ticket_type: str | None, limit: int, as_json: bool) -> None:
+    """Tickets, newest first."""
+    from .auth.scope import Scope
+    from .servicedesk.service import ticket_dict
+
+    with app.container.unit_of_work() as svc:
+        rows, total = svc.tickets.search(None, Scope.everything(), status=status, type=ticket_type, limit=limit)
+        items = [ticket_dict(t) for t in rows]
+    if as_json:
+        emit({"total": total, "items": items}, True)
+        return
+    for t in items:
+        click.echo(f"{t['number']}  {t['status']:<11} {t['priority']}  {t['site']}  {t['title']}")
+    click.echo(f"{len(items)} of {total}")
+
+
+@tickets.command("transition")
+@click.argument("number")
+@click.argument("state", type=click.Choice(["assigned", "in_progress", "pending", "resolved", "closed",
+                                            "canceled"]))
+@click.option("--comment")
+@pass_app
+def tickets_transition(app: App, number: str, state: str, comment: str | None) -> None:
+    """Move a ticket to another state (refused with the allowed ones if illegal)."""
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        t = svc.tickets.get(number, None, Scope.everything())
+        before = t.status
+        svc.tickets.transition(app.actor, t, state, comment=comment)
+        click.echo(f"{t.number}: {before} → {t.status}")
+
+
 # Roles -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--markdown", is_flag=True, help="Print the README's role/permission table.")

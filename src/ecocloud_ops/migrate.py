@@ -29,6 +29,9 @@ def upgrade(container: Container) -> list[str]:
         command.upgrade(cfg, "head")
     with container.unit_of_work() as svc:
         ensure_head(svc.session)
+        from .servicedesk.sla_store import seed_calendar
+
+        seed_calendar(svc.session)
         return seed_defaults(svc.session)
 
 

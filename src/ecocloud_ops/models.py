@@ -7,10 +7,12 @@ from .jobs.models import Job, JobLogLine, WorkerHeartbeat
 from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap
 from .policies.models import Policy
 from .reports.models import AssessmentReport
+from .servicedesk.models import CalendarDay, CalendarYear, Ticket, TicketCounter, TicketEvent, TicketLink
 from .sites.models import Site, SiteEvent
 
 __all__ = [
     "ApiToken", "AssessmentReport", "AuditEntry", "Device", "DeviceRollup", "MaintenanceWindow", "Outage",
     "OutagePeriod", "PollCycle", "PollerGap", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
-    "User", "UserSession", "WorkerHeartbeat",
+    "User", "UserSession", "WorkerHeartbeat", "CalendarDay", "CalendarYear", "Ticket", "TicketCounter", "TicketEvent",
+    "TicketLink",
 ]

@@ -83,6 +83,13 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
     publish_report(container, TEST_ACTOR, "2026-09")
     objects["in"] |= {"month": "2026-09", "fmt": "json"}
     objects["out"] |= {"month": "2026-10", "fmt": "json"}
+    # Tickets: one in Hebei worked by vendor-a (the matrix's vendor), one in Guangdong worked by vendor-b.
+    with container.unit_of_work() as svc:
+        for key, site, team in (("in", "130100", "vendor-a"), ("out", "440100", "vendor-b")):
+            t = svc.tickets.create(TEST_ACTOR, Scope.everything(), type="incident", title=f"ticket {key}",
+                                   site_code=site)
+            svc.tickets.assign(TEST_ACTOR, t, team=team, assignee=None)
+            objects[key]["ref"] = t.number
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
                                                   "hostname": "198.18.200.2"})

@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, str] = {
     "reports.read": "read connectivity assessment reports (within scope)",
     "reports.manage": "build and publish assessment reports, edit the assessment targets",
     "servicedesk.use": "file and follow service-desk tickets (within scope)",
+    "servicedesk.work": "assign and work service-desk tickets (vendor engineers: their team's)",
     "dr.read": "see DR centers, plans and drills",
 }
 
@@ -51,27 +52,28 @@ _READ_ALL = {p for p in PERMISSIONS if p.endswith((".read", ".view"))}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(_READ_ALL - {"audit.read"} | {
-        "sites.manage", "users.manage", "jobs.manage", "tokens.own", "servicedesk.use"}),
+        "sites.manage", "users.manage", "jobs.manage", "tokens.own", "servicedesk.use", "servicedesk.work"}),
     Role.SECURITY_ADMIN: frozenset({
         "console.view", "sites.read", "users.read", "security.manage", "audit.read", "audit.export",
         "jobs.read", "tokens.own"}),
     Role.AUDITOR: frozenset(_READ_ALL | {"audit.export", "tokens.own"}),
     Role.CLOUD_OPS: frozenset({
         "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "cloud.read",
-        "servicedesk.use", "dr.read"}),
+        "servicedesk.use", "servicedesk.work", "dr.read"}),
     Role.NETWORK_OPS: frozenset({
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",
-        "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use"}),
+        "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use", "servicedesk.work"}),
     Role.ASSESSMENT_OFFICER: frozenset({
         "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read",
         "reports.manage"}),
     Role.DESK_AGENT: frozenset({
         "console.view", "sites.read", "users.read", "jobs.read", "tokens.own", "servicedesk.use",
-        "network.read"}),
+        "servicedesk.work", "network.read"}),
     Role.DR_COORDINATOR: frozenset({
         "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "dr.read", "cloud.read",
-        "servicedesk.use"}),
-    Role.VENDOR_ENGINEER: frozenset({"console.view", "sites.read", "tokens.own", "servicedesk.use"}),
+        "servicedesk.use", "servicedesk.work"}),
+    Role.VENDOR_ENGINEER: frozenset({"console.view", "sites.read", "tokens.own", "servicedesk.use",
+                                     "servicedesk.work"}),
     Role.PROVINCIAL_STAFF: frozenset({
         "console.view", "sites.read", "users.read", "jobs.read", "tokens.own", "network.read",
         "reports.read", "servicedesk.use"}),

@@ -40,8 +40,43 @@ class AssessmentPolicy(BaseModel):
         return self.model_dump()
 
 
-#: Policy key -> its model. Later issues register theirs (SLA policies...).
-REGISTRY: dict[str, type[BaseModel]] = {"security": SecurityPolicy, "assessment": AssessmentPolicy}
+class SlaTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    response_minutes: int = Field(ge=1, le=60 * 24 * 60)
+    resolve_minutes: int = Field(ge=1, le=60 * 24 * 120)
+    #: "business" (08:30-17:30 on the Chinese working calendar) or "24x7".
+    mode: str = Field(pattern=r"^(business|24x7)$")
+
+
+def _default_sla() -> dict[str, SlaTarget]:
+    return {"P1": SlaTarget(response_minutes=15, resolve_minutes=4 * 60, mode="24x7"),
+            "P2": SlaTarget(response_minutes=30, resolve_minutes=9 * 60, mode="business"),
+            "P3": SlaTarget(response_minutes=4 * 60, resolve_minutes=3 * 9 * 60, mode="business"),
+            "P4": SlaTarget(response_minutes=9 * 60, resolve_minutes=5 * 9 * 60, mode="business")}
+
+
+class ServiceDeskPolicy(BaseModel):
+    """Priority matrix, SLA targets per priority, categories always on 7x24, reopen window, warnings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: priority_matrix[impact - 1][urgency - 1]; impact and urgency run 1 (highest) .. 4.
+    priority_matrix: list[list[str]] = Field(default_factory=lambda: [
+        ["P1", "P1", "P2", "P3"], ["P1", "P2", "P3", "P3"], ["P2", "P3", "P3", "P4"], ["P3", "P3", "P4", "P4"]])
+    sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
+    #: Categories whose tickets run on 7x24 whatever their priority.
+    categories_24x7: list[str] = Field(default_factory=lambda: ["network_fault"])
+    reopen_days: int = Field(7, ge=0, le=365)
+    warn_fraction: float = Field(0.75, gt=0, lt=1)
+
+    def priority(self, impact: int, urgency: int) -> str:
+        return self.priority_matrix[impact - 1][urgency - 1]
+
+
+#: Policy key -> its model.
+REGISTRY: dict[str, type[BaseModel]] = {"security": SecurityPolicy, "assessment": AssessmentPolicy,
+                                        "servicedesk": ServiceDeskPolicy}
 
 
 def seed_defaults(session: Session) -> list[str]:
@@ -78,6 +113,11 @@ class PolicyService:
     def assessment(self) -> AssessmentPolicy:
         policy = self.get("assessment")
         assert isinstance(policy, AssessmentPolicy)
+        return policy
+
+    def servicedesk(self) -> ServiceDeskPolicy:
+        policy = self.get("servicedesk")
+        assert isinstance(policy, ServiceDeskPolicy)
         return policy
 
     def update(self, actor: Actor, key: str, changes: dict[str, Any]) -> BaseModel:

@@ -574,3 +574,152 @@ def put_targets() -> Any:
     body = parse_body(TargetsUpdate)
     policy = services().policies.update(g.actor, "assessment", body.model_dump(exclude_none=True))
     return jsonify(policy.model_dump())
+
+
+# Service desk ----------------------------------------------------------------------------------
+from ...servicedesk.service import ticket_dict  # noqa: E402
+
+
+class TicketCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field("incident", description="incident, service_request, problem or change")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=20000)
+    category: str = "other"
+    impact: int = Field(3, ge=1, le=4)
+    urgency: int = Field(3, ge=1, le=4)
+    site: str | None = Field(None, pattern=r"^\d{6}$", description="default: the caller's site")
+    requester: str | None = Field(None, description="file on behalf of this user (desk roles)")
+    links: list[dict[str, str]] = Field(default_factory=list, description='[{"type": "device", "id": "hb-r1"}]')
+
+
+@operation("/tickets", "GET", "Tickets the caller may see, newest first", "servicedesk.use",
+           query=[("status", "string", "a status, or 'open'"), ("type", "string", "ticket type"),
+                  ("q", "string", "number or title contains"), *PAGE_QUERY])
+def list_tickets() -> Any:
+    limit, offset = _page_args()
+    a = request.args
+    rows, total = services().tickets.search(g.user, g.scope, status=a.get("status") or None,
+                                            type=a.get("type") or None, query=(a.get("q") or "").strip() or None,
+                                            limit=limit, offset=offset)
+    return jsonify({"total": total, "items": [ticket_dict(t) for t in rows]})
+
+
+@operation("/tickets", "POST", "File a ticket (requester: the caller, at the caller's site unless given)",
+           "servicedesk.use", body=TicketCreate)
+def create_ticket() -> Any:
+    body = parse_body(TicketCreate)
+    svc = services()
+    requester = g.user
+    if body.requester and body.requester != g.user.username:
+        if not svc.tickets.can_file_for_others(g.user):
+            raise PermissionDenied("only the desk files tickets on behalf of someone else")
+        requester = svc.auth.by_username(body.requester)
+        if requester is None:
+            raise ValidationFailed(f"requester: no user {body.requester!r}",
+                                   details=[{"field": "requester", "message": "unknown user"}])
+    ticket = svc.tickets.create(g.actor, g.scope, type=body.type, title=body.title, description=body.description,
+                                category=body.category, impact=body.impact, urgency=body.urgency,
+                                site_code=body.site or requester.site.code, requester=requester, source="api",
+                                links=[(x.get("type", ""), x.get("id", "")) for x in body.links])
+    return jsonify(ticket_dict(ticket)), 201
+
+
+@operation("/tickets/<ref>", "GET", "A ticket with its history and links", "servicedesk.use")
+def get_ticket(ref: str) -> Any:
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    worker = svc.tickets.can_work(g.user, t)
+    return jsonify(ticket_dict(t, history=svc.tickets.history(t, include_internal=worker),
+                               links=svc.tickets.links(t)))
+
+
+class TicketTransition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: str
+    comment: str | None = Field(None, max_length=20000)
+    version: int | None = Field(None, description="the version read; a stale one is refused (409)")
+
+
+@operation("/tickets/<ref>/transition", "POST",
+           "Move a ticket to another state (requesters: cancel, close or reopen their own)", "servicedesk.use",
+           body=TicketTransition)
+def transition_ticket(ref: str) -> Any:
+    body = parse_body(TicketTransition)
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    svc.tickets.require_transition_right(g.user, t, body.state)
+    svc.tickets.transition(g.actor, t, body.state, comment=body.comment, version=body.version)
+    return jsonify(ticket_dict(t))
+
+
+class TicketComment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    body: str = Field(min_length=1, max_length=20000)
+    kind: str = Field("comment", pattern=r"^(comment|worklog)$", description="worklog: internal work log (workers)")
+    internal: bool = False
+
+
+@operation("/tickets/<ref>/comments", "POST", "Comment on a ticket (workers: internal notes and work log)",
+           "servicedesk.use", body=TicketComment)
+def comment_ticket(ref: str) -> Any:
+    body = parse_body(TicketComment)
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    if (body.internal or body.kind == "worklog") and not svc.tickets.can_work(g.user, t):
+        raise PermissionDenied("internal notes and work log are for the team working the ticket")
+    ev = svc.tickets.comment(g.actor, t, body.body, internal=body.internal, kind=body.kind)
+    return jsonify({"id": ev.id, "kind": ev.kind, "internal": ev.internal}), 201
+
+
+class TicketAssign(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    team: str | None = Field(None, max_length=64)
+    assignee: str | None = Field(None, max_length=64)
+    version: int | None = None
+
+
+@operation("/tickets/<ref>/assign", "POST", "Assign a ticket to a team and/or an engineer", "servicedesk.work",
+           body=TicketAssign)
+def assign_ticket(ref: str) -> Any:
+    body = parse_body(TicketAssign)
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    svc.tickets.require_worker(g.user, t)
+    assignee = None
+    if body.assignee:
+        assignee = svc.auth.by_username(body.assignee)
+        if assignee is None:
+            raise ValidationFailed(f"assignee: no user {body.assignee!r}",
+                                   details=[{"field": "assignee", "message": "unknown user"}])
+    svc.tickets.assign(g.actor, t, team=body.team or (assignee.team if assignee else None), assignee=assignee,
+                       version=body.version)
+    return jsonify(ticket_dict(t))
+
+
+class TicketUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=20000)
+    category: str | None = None
+    impact: int | None = Field(None, ge=1, le=4)
+    urgency: int | None = Field(None, ge=1, le=4)
+    version: int | None = None
+
+
+@operation("/tickets/<ref>", "PATCH", "Change a ticket's fields (priority and deadlines follow)",
+           "servicedesk.work", body=TicketUpdate)
+def update_ticket(ref: str) -> Any:
+    body = parse_body(TicketUpdate)
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    svc.tickets.require_worker(g.user, t)
+    changes = body.model_dump(exclude_none=True)
+    version = changes.pop("version", None)
+    svc.tickets.update_fields(g.actor, t, version=version, **changes)
+    return jsonify(ticket_dict(t))
