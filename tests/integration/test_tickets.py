@@ -232,3 +232,41 @@ def test_cli_for_scripts_and_phone_agents(container: Container, make_user: Calla
     assert "cannot become closed" in out
     listed = json.loads(run("tickets", "list", "--status", "open", "--json"))
     assert [t["number"] for t in listed["items"]] == [created["number"]]
+
+
+def test_console_file_work_and_follow(app: object, container: Container, make_user: Callable[..., Account]) -> None:
+    from tests.conftest import csrf_from, login
+
+    filer = make_user("sjz.console", "provincial_staff", "130100")
+    agent = make_user("desk.console", "desk_agent", "000000")
+    c1 = app.test_client()  # type: ignore[attr-defined]
+    login(c1, filer, container)
+    form = c1.get("/servicedesk/new").get_data(as_text=True)
+    assert 'value="130100"' in form, "the requester's site is pre-filled"
+    token = csrf_from(c1, "/servicedesk/new")
+    bad = c1.post("/servicedesk/new", data={"csrf_token": token, "title": "", "site": "130100"})
+    assert bad.status_code == 422 and "title" in bad.get_data(as_text=True)
+    r = c1.post("/servicedesk/new", data={"csrf_token": token, "type": "incident", "category": "network_fault",
+                                          "title": "县局视频会议中断", "description": "从9点开始", "impact": "2",
+                                          "urgency": "1", "site": "130100"})
+    assert r.status_code == 302
+    number = r.location.rsplit("/", 1)[1]
+    page = c1.get(f"/servicedesk/{number}").get_data(as_text=True)
+    assert "县局视频会议中断" in page and 'id="assign-form"' not in page
+    assert number in c1.get("/servicedesk/").get_data(as_text=True)
+    c2 = app.test_client()  # type: ignore[attr-defined]
+    login(c2, agent, container)
+    token = csrf_from(c2, f"/servicedesk/{number}")
+    assert c2.post(f"/servicedesk/{number}/assign", data={"csrf_token": token, "team": "network-hebei",
+                                                           "assignee": "desk.console"}).status_code == 302
+    for state in ("in_progress", "resolved"):
+        assert c2.post(f"/servicedesk/{number}/transition",
+                       data={"csrf_token": token, "state": state}).status_code == 302
+    c2.post(f"/servicedesk/{number}/comment", data={"csrf_token": token, "body": "更换了光模块", "kind": "worklog"})
+    mine = c1.get(f"/servicedesk/{number}").get_data(as_text=True)
+    assert "更换了光模块" not in mine, "the work log stays internal"
+    token = csrf_from(c1, f"/servicedesk/{number}")
+    assert c1.post(f"/servicedesk/{number}/transition", data={"csrf_token": token, "state": "closed"}
+                   ).status_code == 302
+    with container.unit_of_work() as svc:
+        assert svc.tickets.get(number, None, Scope.everything()).status == "closed"

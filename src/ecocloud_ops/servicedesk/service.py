@@ -170,6 +170,8 @@ class TicketService:
                version: int | None = None, now: dt.datetime | None = None) -> Ticket:
         self._expect(ticket, version)
         now = now or utcnow()
+        if not team and assignee is None:
+            raise _fail("team", "give a team or an assignee (to hand a ticket over, assign it to someone else)")
         if assignee is not None and team and assignee.team and assignee.team != team:
             raise _fail("assignee", f"{assignee.username} is not in team {team}")
         changes = {}

@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from ..bootstrap import Container
 from ..config import Settings
 from ..db import utcnow
+from ..network.connectivity import SHANGHAI
 
 csrf = CSRFProtect()
 SUPPORTED_LANGUAGES = {"zh_CN": "中文", "en": "English"}
@@ -72,6 +73,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             LINK_TIER_LABELS,
             ROLE_LABELS,
             STATE_LABELS,
+            TICKET_CATEGORY_LABELS,
+            TICKET_STATUS_LABELS,
+            TICKET_TYPE_LABELS,
             TIER_LABELS,
         )
 
@@ -89,6 +93,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             "status_labels": DEVICE_STATUS_LABELS,
             "cause_labels": CAUSE_LABELS,
             "link_tier_labels": LINK_TIER_LABELS,
+            "ticket_type_labels": TICKET_TYPE_LABELS,
+            "ticket_status_labels": TICKET_STATUS_LABELS,
+            "ticket_category_labels": TICKET_CATEGORY_LABELS,
+            "shanghai": SHANGHAI,
         }
 
     return app

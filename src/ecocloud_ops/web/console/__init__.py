@@ -11,9 +11,11 @@ def register_console(app: Flask) -> None:
     from .main import bp as main_bp
     from .network import bp as network_bp
     from .reports import bp as reports_bp
+    from .servicedesk import bp as servicedesk_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(main_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(network_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(servicedesk_bp)

@@ -27,7 +27,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "reports": {"endpoint": "reports.index", "permission": "reports.read", "title": _l("Assessment reports"),
                 "text": _l("The monthly connectivity assessment: per-tier rates against targets, province "
                            "ranking, outages and trends, as a page, PDF, XLSX and CSV.")},
-    "servicedesk": {"endpoint": "main.servicedesk", "permission": "servicedesk.use", "title": _l("Service desk"),
+    "servicedesk": {"endpoint": "servicedesk.index", "permission": "servicedesk.use", "title": _l("Service desk"),
                     "text": _l("Tickets from provincial and local staff, SLAs on the Chinese business calendar, "
                                "internal and vendor teams, incidents opened automatically from outages.")},
     "dr": {"endpoint": "main.dr", "permission": "dr.read", "title": _l("DR drills"),
@@ -161,7 +161,7 @@ def _domain_view(name: str) -> Any:
 
 
 for _name in DOMAINS:
-    if _name not in ("network", "reports"):  # built: their own blueprints
+    if _name not in ("network", "reports", "servicedesk"):  # built: their own blueprints
         bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
 
 
