@@ -43,6 +43,8 @@ def _ordered(md: MetaData) -> list[Table]:
 def _encode(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return {"$dt": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$b64": base64.b64encode(bytes(value)).decode()}
     return value
@@ -54,6 +56,8 @@ def _decode(value: Any, column: Any) -> Any:
         if isinstance(column.type, DateTime) and not column.type.timezone and v.tzinfo is not None:
             v = v.astimezone(dt.UTC).replace(tzinfo=None)
         return v
+    if isinstance(value, dict) and "$date" in value:
+        return dt.date.fromisoformat(value["$date"])
     if isinstance(value, dict) and "$b64" in value:
         return base64.b64decode(value["$b64"])
     return value
@@ -174,7 +178,9 @@ def restore_backup(container: Container, path: Path) -> dict[str, Any]:
             target = inst / name.split("/", 1)[1] if name.startswith("instance/") else \
                 container.settings.files_dir / name.split("/", 1)[1]
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # Keys stay owner-only; files (attachments, archives) keep the mode they are written with.
+            mode = 0o600 if name.startswith("instance/") else 0o640
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
     # Forget cached keys: the restored files are the instance's keys now.

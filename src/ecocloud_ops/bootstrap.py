@@ -88,7 +88,8 @@ class Container:
             jobs=JobService(session, audit),
             devices=DeviceService(session, audit, self.box),
             reports=ReportService(session, audit, policies, self.settings.files_dir),
-            tickets=TicketService(session, audit, policies),
+            tickets=TicketService(session, audit, policies, public_url=self.settings.public_url,
+                                  secret_key=lambda: self.secret_key),
         )
 
     @contextmanager

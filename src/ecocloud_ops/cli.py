@@ -838,6 +838,34 @@ def tickets_transition(app: App, number: str, state: str, comment: str | None) -
         click.echo(f"{t.number}: {before} → {t.status}")
 
 
+@cli.command("mail-gateway")
+@click.option("--host", help="Listen address (default: mail_gateway_host).")
+@click.option("--port", type=int, help="Listen port (default: mail_gateway_port; 0 picks a free one).")
+@pass_app
+def mail_gateway(app: App, host: str | None, port: int | None) -> None:
+    """Receive e-mail over SMTP: a message becomes a ticket, or a comment when its subject carries a ticket
+    number; unknown senders are rejected or queued for an agent (mail_unknown_senders)."""
+    import signal
+    import threading
+
+    from .migrate import require_current_schema
+    from .servicedesk.mail_intake import TicketMailHandler, gateway_settings
+    from .servicedesk.mailgateway import MailGateway
+
+    require_current_schema(app.container)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    gateway = MailGateway(gateway_settings(app.container, host=host, port=port), TicketMailHandler(app.container))
+    with gateway:
+        click.echo(f"mail gateway listening on {gateway.address[0]}:{gateway.port} for "
+                   f"{', '.join(app.container.settings.mail_accepted_recipients)}", err=True)
+        try:
+            while not stop.wait(1):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
 # Roles -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--markdown", is_flag=True, help="Print the README's role/permission table.")

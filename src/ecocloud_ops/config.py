@@ -66,6 +66,24 @@ class Settings(BaseModel):
     #: Retention: hourly rollups (device charts), daily rollups and outage intervals (reports).
     retention_hourly_days: int = Field(default=35, ge=2, le=3650)
     retention_daily_days: int = Field(default=400, ge=396, le=3650)
+    #: The console's address as users reach it, for links in e-mails (e.g. https://ops.example.gov.cn).
+    public_url: str = "http://127.0.0.1:8080"
+    #: Outgoing mail (notifications). Empty host: notifications are kept in the outbox, not sent.
+    smtp_host: str = ""
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = "ecocloud-ops@localhost"
+    #: Incoming mail: ``ecocloud-ops mail-gateway`` listens here and accepts mail for these domains or
+    #: addresses; mail from addresses no user has is rejected or queued for an agent.
+    mail_gateway_host: str = "127.0.0.1"
+    mail_gateway_port: int = Field(default=2525, ge=0, le=65535)
+    mail_accepted_recipients: list[str] = Field(default_factory=lambda: ["servicedesk.local"])
+    mail_unknown_senders: Literal["reject", "queue"] = "reject"
+    mail_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    #: An outage whose link stays down this long opens an incident (minutes).
+    auto_incident_minutes: int = Field(default=5, ge=0, le=1440)
     #: Send session cookies only over HTTPS (set true behind TLS).
     secure_cookies: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -78,6 +96,12 @@ class Settings(BaseModel):
         if v.startswith("postgresql://"):
             v = "postgresql+psycopg://" + v[len("postgresql://"):]
         return v
+
+    @field_validator("mail_accepted_recipients", mode="before")
+    @classmethod
+    def _split_list(cls, v: Any) -> Any:
+        """From the environment: comma-separated."""
+        return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
 
     @field_validator("secret_key")
     @classmethod

@@ -8,10 +8,15 @@ from .audit.service import Actor
 from .auth.passwords import generate_password
 from .bootstrap import Container
 from .migrate import upgrade
+from .servicedesk.demo import prepare_servicedesk_demo
 
 #: (username, role, site code, display name, team)
 DEMO_USERS = [
     ("hebei.staff", "provincial_staff", "130000", "河北省厅 值班员", None),
+    ("guangdong.staff", "provincial_staff", "440000", "广东省厅 值班员", None),
+    ("desk.zhang", "desk_agent", "000000", "服务台 张敏", "desk"),
+    ("vendor.li", "vendor_engineer", "000000", "电信驻场 李工", "vendor-telecom"),
+    ("officer", "assessment_officer", "000000", "考核专员 赵评", None),
     ("net.ops", "network_ops", "000000", "网络运维 张工", None),
     ("auditor", "auditor", "000000", "审计员 李审", None),
     ("secadmin", "security_admin", "000000", "安全管理员 王安", None),
@@ -32,6 +37,7 @@ def prepare_demo(container: Container, actor: Actor, say: Callable[[str], None])
         if svc.session.execute(select(User.id).where(User.username == "admin")).first():
             say("demo accounts already exist (passwords were printed at the first run; "
                 "'ecocloud-ops users set-password admin' sets a new one)")
+            prepare_servicedesk_demo(container, say)
             return
         password = generate_password()
         _admin, secret = svc.auth.create_user(actor, username="admin", password=password, role="admin",
@@ -51,3 +57,4 @@ def prepare_demo(container: Container, actor: Actor, say: Callable[[str], None])
     for username, role, site, pw, s in others:
         say(f"  {username} / {pw}   ({role}, site {site}{', TOTP key ' + s if s else ''})")
     say("=" * 72)
+    prepare_servicedesk_demo(container, say)

@@ -7,12 +7,15 @@ from .jobs.models import Job, JobLogLine, WorkerHeartbeat
 from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap
 from .policies.models import Policy
 from .reports.models import AssessmentReport
+from .servicedesk import attachments, kb, ratings  # noqa: F401  (Attachment, Article, Rating)
+from .servicedesk.mail_intake import InboundMail
 from .servicedesk.models import CalendarDay, CalendarYear, Ticket, TicketCounter, TicketEvent, TicketLink
+from .servicedesk.teams import Notification, RosterShift, RoutingRule, Team, TicketSlaState, VendorContract  # noqa: F401
 from .sites.models import Site, SiteEvent
 
 __all__ = [
     "ApiToken", "AssessmentReport", "AuditEntry", "Device", "DeviceRollup", "MaintenanceWindow", "Outage",
     "OutagePeriod", "PollCycle", "PollerGap", "AuditHead", "Base", "Job", "JobLogLine", "Policy", "Site", "SiteEvent",
     "User", "UserSession", "WorkerHeartbeat", "CalendarDay", "CalendarYear", "Ticket", "TicketCounter", "TicketEvent",
-    "TicketLink",
+    "TicketLink", "InboundMail",
 ]

@@ -90,9 +90,23 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
                                    site_code=site)
             svc.tickets.assign(TEST_ACTOR, t, team=team, assignee=None)
             objects[key]["ref"] = t.number
+            from ecocloud_ops.servicedesk.ratings import rating_token
+
+            objects[key]["token"] = rating_token(t, container.secret_key)
+            # A published article of the ticket's site and an attachment on the ticket.
+            from ecocloud_ops.servicedesk.attachments import AttachmentService
+            from ecocloud_ops.servicedesk.kb import KnowledgeBase
+
+            art = KnowledgeBase(svc.session, svc.audit).create(
+                TEST_ACTOR, svc.auth.by_username("r.admin"), Scope.everything(), title=f"kb-title-{key}",
+                body="steps", site_code=site, published=True)
+            att = AttachmentService(svc.session, svc.audit, container.settings.files_dir).add(
+                TEST_ACTOR, t, f"attachment-{key}.txt", b"log line\n")
+            objects[key] |= {"article_id": art.id, "attachment_id": att.id}
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
-                                                  "hostname": "198.18.200.2"})
+                                                  "hostname": "198.18.200.2", "article_id": "kb-title-out",
+                                                  "attachment_id": "attachment-out.txt"})
 
 
 def console_client(app: Flask, container: Container, acc: Account) -> FlaskClient:
@@ -167,7 +181,7 @@ def test_objects_of_another_province_are_404_without_data(app: Flask, container:
         if method != "GET":
             continue
         args = set(ARG.findall(rule.rule))
-        if not args or args & {"token_id", "sid"}:
+        if not args or args & {"token_id", "sid", "token"}:  # own tokens/sessions; signed e-mail links
             continue
         perm = app.view_functions[endpoint]._permission
         if not has_permission(role, perm):

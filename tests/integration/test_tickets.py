@@ -270,3 +270,46 @@ def test_console_file_work_and_follow(app: object, container: Container, make_us
                    ).status_code == 302
     with container.unit_of_work() as svc:
         assert svc.tickets.get(number, None, Scope.everything()).status == "closed"
+
+
+def test_admin_enters_next_years_calendar_and_sla(app: object, container: Container,
+                                                  make_user: Callable[..., Account]) -> None:
+    from ecocloud_ops.servicedesk.sla_store import missing_next_year
+    from tests.conftest import csrf_from, login
+
+    admin = make_user("sd.admin", "admin", "000000")
+    with container.unit_of_work() as svc:
+        assert missing_next_year(svc.session, dt.date(2026, 11, 1)) == 2027
+        assert missing_next_year(svc.session, dt.date(2026, 10, 31)) is None, "warned from 1 November only"
+        assert missing_next_year(svc.session, dt.date(2025, 11, 30)) is None, "2026 is seeded"
+    c = app.test_client()  # type: ignore[attr-defined]
+    login(c, admin, container)
+    page = c.get("/servicedesk/admin")
+    assert page.status_code == 200
+    token = csrf_from(c, "/servicedesk/admin")
+    bad = c.post("/servicedesk/admin/calendar", data={"csrf_token": token, "year": "2027",
+                                                       "holidays": "2027-13-01 坏日期", "workdays": ""})
+    assert bad.status_code == 422
+    r = c.post("/servicedesk/admin/calendar", data={
+        "csrf_token": token, "year": "2027", "holidays": "2027-01-01 元旦\n2027-10-01..2027-10-07 国庆节",
+        "workdays": "2027-09-26 国庆节\n2027-10-09 国庆节"})
+    assert r.status_code == 302
+    with container.unit_of_work() as svc:
+        assert missing_next_year(svc.session, dt.date(2026, 11, 1)) is None
+        # 2026-12-31 (Thu) 16:00 + P4's 9 business hours to respond: 1.5 h that day; Friday 1 January 2027 is
+        # now a holiday and 2-3 January a weekend, so the other 7.5 h run on Monday 4 January from 08:30.
+        t = svc.tickets.create(TEST_ACTOR, Scope.everything(), type="service_request", title="x", impact=4,
+                               urgency=4, site_code="130000", now=dt.datetime(2026, 12, 31, 16, 0, tzinfo=CST))
+        assert t.due_estimated is False
+        assert t.response_due == dt.datetime(2027, 1, 4, 16, 0, tzinfo=CST)
+    token = csrf_from(c, "/servicedesk/admin")
+    form = {"csrf_token": token, "warn_percent": "80", "reopen_days": "5", "categories_24x7": ["network_fault",
+                                                                                                "security_incident"]}
+    for p, (resp, res, mode) in {"P1": (10, 240, "24x7"), "P2": (30, 540, "business"), "P3": (240, 1620, "business"),
+                                 "P4": (540, 2700, "business")}.items():
+        form |= {f"{p}_response": str(resp), f"{p}_resolve": str(res), f"{p}_mode": mode}
+    assert c.post("/servicedesk/admin/sla", data=form).status_code == 302
+    with container.unit_of_work() as svc:
+        policy = svc.policies.servicedesk()
+        assert policy.sla["P1"].response_minutes == 10 and policy.warn_fraction == 0.8
+        assert policy.categories_24x7 == ["network_fault", "security_incident"]

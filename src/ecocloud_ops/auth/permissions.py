@@ -45,6 +45,7 @@ PERMISSIONS: dict[str, str] = {
     "reports.manage": "build and publish assessment reports, edit the assessment targets",
     "servicedesk.use": "file and follow service-desk tickets (within scope)",
     "servicedesk.work": "assign and work service-desk tickets (vendor engineers: their team's)",
+    "servicedesk.manage": "edit SLA policies, teams, routing, rosters and the working calendar",
     "dr.read": "see DR centers, plans and drills",
 }
 
@@ -52,7 +53,8 @@ _READ_ALL = {p for p in PERMISSIONS if p.endswith((".read", ".view"))}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.ADMIN: frozenset(_READ_ALL - {"audit.read"} | {
-        "sites.manage", "users.manage", "jobs.manage", "tokens.own", "servicedesk.use", "servicedesk.work"}),
+        "sites.manage", "users.manage", "jobs.manage", "tokens.own", "servicedesk.use", "servicedesk.work",
+        "servicedesk.manage"}),
     Role.SECURITY_ADMIN: frozenset({
         "console.view", "sites.read", "users.read", "security.manage", "audit.read", "audit.export",
         "jobs.read", "tokens.own"}),

@@ -144,6 +144,22 @@ def _publish_report(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _sla_check(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ..servicedesk.sla_watch import sla_check_job
+
+    return sla_check_job(ctx, params)
+
+
+def _deliver_mail(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Send the queued ticket notifications over SMTP (failures stay queued for the next run)."""
+    from ..servicedesk.notify import deliver
+
+    result = deliver(ctx.container)
+    if result.get("failed"):
+        ctx.log(f"{result['failed']} notification(s) not sent; retried at the next run", "warning")
+    return result
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -174,7 +190,11 @@ JOB_KINDS: dict[str, JobKind] = {
                 "Build a month's connectivity assessment draft (or re-check a published month)"),
         JobKind("reports.publish", _publish_report, "reports.manage",
                 "Publish a month's assessment: archive its PDF and data with checksums"),
+        JobKind("servicedesk.deliver_mail", _deliver_mail, "jobs.manage",
+                "Send queued ticket notifications by e-mail"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
+        JobKind("servicedesk.sla_check", _sla_check, "jobs.manage",
+                "Service desk SLA check: warnings, breaches, escalation, unassigned and out-of-hours tickets"),
     ]
 }
 
@@ -186,4 +206,5 @@ SCHEDULES: list[tuple[str, str, dict[str, Any]]] = [
     ("hourly-ssh-checks", "network.ssh_checks", {"minute": 20}),
     # The previous month's draft, at 01:00 on the 1st.
     ("monthly-connectivity-report", "reports.connectivity", {"day": 1, "hour": 1, "minute": 0}),
+    ("servicedesk-sla-check", "servicedesk.sla_check", {"minute": "*/5"}),
 ]

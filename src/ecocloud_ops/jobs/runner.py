@@ -82,6 +82,18 @@ def run_poll_cycle() -> None:
         _ACTIVE.poll_cycle()
 
 
+def run_mail_delivery() -> None:
+    """Called by APScheduler: send queued notifications; an SMTP outage leaves them queued."""
+    if _ACTIVE is None:
+        return
+    try:
+        from ..servicedesk.notify import deliver
+
+        deliver(_ACTIVE.container)
+    except Exception:
+        log.exception("notification delivery failed; retried in 30 s")
+
+
 def run_scheduled(kind: str) -> None:
     """Called by APScheduler: queue a job of ``kind`` for the worker that is running."""
     if _ACTIVE is None:
@@ -123,6 +135,9 @@ class Worker:
                                id="network-poll", replace_existing=True, max_instances=1, coalesce=True,
                                misfire_grace_time=self.settings.poll_interval_seconds,
                                next_run_time=datetime.now(UTC) + timedelta(seconds=5))
+        # Notifications leave every 30 s, without a job record each time.
+        self.scheduler.add_job(run_mail_delivery, "interval", seconds=30, id="mail-delivery", replace_existing=True,
+                               max_instances=1, coalesce=True, misfire_grace_time=30)
         self.scheduler.start()
         threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True).start()
         log.info("worker %s started", self.name)
@@ -137,12 +152,20 @@ class Worker:
                 from ..network.poller import PollEngine
 
                 self._engine = PollEngine(self.container)
-            return dict(self._engine.run_cycle().as_dict())
+            summary = dict(self._engine.run_cycle().as_dict())
         except Exception:  # the next cycle tries again; a dead database must not kill the worker
             log.exception("poll cycle failed")
             return None
         finally:
             self._poll_lock.release()
+        try:  # incidents for long outages; a failure here must never stop polling
+            from ..servicedesk.auto_incidents import open_and_close_incidents
+
+            open_and_close_incidents(self.container, utcnow(),
+                                     timedelta(minutes=self.settings.auto_incident_minutes))
+        except Exception:
+            log.exception("automatic incidents failed")
+        return summary
 
     def stop(self, wait: bool = True) -> None:
         self._stop.set()

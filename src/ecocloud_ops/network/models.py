@@ -141,6 +141,8 @@ class Outage(Base):
     note: Mapped[str | None] = mapped_column(String(500))
     #: Generated history (the demo's past months), never measured: reports say so.
     demo: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Number of the incident opened automatically for this outage (see servicedesk.auto_incidents).
+    ticket_number: Mapped[str | None] = mapped_column(String(16), index=True)
 
     device: Mapped[Device] = relationship(lazy="joined")
     periods: Mapped[list[OutagePeriod]] = relationship(order_by="OutagePeriod.started_at", lazy="selectin",

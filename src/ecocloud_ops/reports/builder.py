@@ -246,7 +246,7 @@ def _outages(session: Session, period: Interval, sites: dict[str, Any], now: dt.
     rows = []
     for o in session.execute(
             select(Outage.id, Outage.status, Outage.cause, Outage.started_at, Outage.ended_at, Outage.flap_count,
-                   Outage.note, Outage.demo, Device.hostname, Site.code, Site.name, Site.path)
+                   Outage.note, Outage.demo, Outage.ticket_number, Device.hostname, Site.code, Site.name, Site.path)
             .join(Device, Device.id == Outage.device_id).join(Site, Site.id == Device.site_id)
             .where(Device.role == "uplink", *overlap).order_by(Outage.started_at, Outage.id)):
         codes = o.path.strip("/").split("/")
@@ -258,7 +258,7 @@ def _outages(session: Session, period: Interval, sites: dict[str, Any], now: dt.
             "device": o.hostname, "status": o.status, "cause": o.cause,
             "started_at": _iso(o.started_at), "ended_at": _iso(o.ended_at),
             "duration_seconds": total_seconds(own), "in_period_seconds": total_seconds(clip(own, period)),
-            "flaps": o.flap_count, "ticket": None, "note": o.note, "demo": bool(o.demo)})
+            "flaps": o.flap_count, "ticket": o.ticket_number, "note": o.note, "demo": bool(o.demo)})
     return rows
 
 

@@ -305,7 +305,8 @@ def _from_header(msg: EmailMessage) -> tuple[str, str]:
             name, addr = addresses[0].display_name, addresses[0].addr_spec
     except (AttributeError, IndexError, ValueError, email_errors.HeaderParseError):
         pass  # fall back to parseaddr below
-    if "@" not in addr or "\ufffd" in name:  # unparsable for the header registry, or raw 8-bit display name
+    raw_8bit = "\ufffd" in name or any("\udc80" <= ch <= "\udcff" for ch in name)  # undecoded 8-bit bytes
+    if "@" not in addr or raw_8bit:  # unparsable for the header registry, or raw 8-bit display name
         raw_name, raw_addr = parseaddr(raw)
         addr = addr if "@" in addr else raw_addr
         name = _decode_header_text(raw_name) if raw_name else name
@@ -349,9 +350,11 @@ class _HtmlText(HTMLParser):
         self._quote = 0
         self._skip = 0
 
-    def _newline(self) -> None:
+    def _newline(self, force: bool = False) -> None:
+        """End the current line; an empty one only for <br> (consecutive block boundaries make one break)."""
         text = " ".join("".join(self._current).split())
-        self.lines.append(("> " * self._line_quote + text) if text else "")
+        if text or force:
+            self.lines.append(("> " * self._line_quote + text) if text else "")
         self._current = []
         self._line_quote = self._quote
 
@@ -359,7 +362,7 @@ class _HtmlText(HTMLParser):
         if tag in self._SKIP:
             self._skip += 1
         elif tag in self._BLOCK:
-            self._newline()
+            self._newline(force=tag == "br")
             if tag == "blockquote":
                 self._quote += 1
                 self._line_quote = self._quote

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -16,6 +18,7 @@ from ..db import utcnow
 from ..errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from ..policies.service import PolicyService
 from ..sites.models import Site
+from . import notify
 from .models import PREFIX, Category, Ticket, TicketCounter, TicketEvent, TicketLink, TicketStatus, TicketType
 from .states import check_transition
 
@@ -30,10 +33,14 @@ def _fail(field: str, message: str) -> ValidationFailed:
 
 
 class TicketService:
-    def __init__(self, session: Session, audit: AuditLog, policies: PolicyService) -> None:
+    def __init__(self, session: Session, audit: AuditLog, policies: PolicyService, *,
+                 public_url: str = "http://127.0.0.1:8080", secret_key: Callable[[], str] | None = None) -> None:
         self.session = session
         self.audit = audit
         self.policies = policies
+        #: For links in notifications (the console's address as users reach it, and the rating link's key).
+        self.public_url = public_url
+        self._secret_key = secret_key
 
     # Numbers -------------------------------------------------------------------------------
     def next_number(self, ticket_type: str, at: dt.datetime) -> str:
@@ -120,7 +127,9 @@ class TicketService:
             raise NotFound(f"no site {site_code}")
         now = now or utcnow()
         policy = self.policies.servicedesk()
-        ticket = Ticket(number=self.next_number(type, now), type=type, status=TicketStatus.NEW, title=title,
+        # A provisional number first: the counter row stays locked from numbering to commit, so everything
+        # else (events, links, deadlines) happens before the real number is taken.
+        ticket = Ticket(number=f"TMP-{uuid.uuid4().hex[:12]}", type=type, status=TicketStatus.NEW, title=title,
                         description=description or "", category=category, impact=impact, urgency=urgency,
                         priority=policy.priority(impact, urgency), requester_id=requester.id if requester else None,
                         requester_name=requester_name or (requester.display_name or requester.username
@@ -132,9 +141,15 @@ class TicketService:
         for target_type, target_id in links or []:
             self._link(ticket, actor, target_type, target_id)
         self.recompute_deadlines(ticket, now=now)
+        ticket.number = self.next_number(type, now)
+        self.session.flush()
+        notify.on_created(self.session, ticket, self.public_url)
         self.audit.record(actor, "ticket.create", target_type="ticket", target_id=ticket.number,
                           after={"type": type, "category": category, "priority": ticket.priority,
                                  "site": site.code, "source": source})
+        from .teams import route_new_ticket  # routing rules and the on-duty roster
+
+        route_new_ticket(self, actor, ticket, now)
         return ticket
 
     # Changes -------------------------------------------------------------------------------
@@ -162,6 +177,7 @@ class TicketService:
         ticket.updated_at = now
         self._event(ticket, actor, "transition", from_status=before, to_status=target, body=comment, at=now)
         self.recompute_deadlines(ticket, now=now)
+        notify.on_status(self.session, ticket, self.public_url, self.rating_url(ticket))
         self.audit.record(actor, "ticket.transition", target_type="ticket", target_id=ticket.number,
                           before={"status": before}, after={"status": target})
         return ticket
@@ -184,6 +200,10 @@ class TicketService:
             ticket.assignee_id = assignee.id if assignee else None
         for field, (old, new) in changes.items():
             self._event(ticket, actor, "field", field=field, old=old, new=new, at=now)
+        if "assignee" in changes and assignee is not None:
+            self.session.flush()
+            self.session.refresh(ticket, ["assignee"])
+            notify.on_assigned(self.session, ticket, self.public_url)
         if changes:
             self.audit.record(actor, "ticket.assign", target_type="ticket", target_id=ticket.number,
                               before={k: v[0] for k, v in changes.items()},
@@ -237,6 +257,8 @@ class TicketService:
         now = now or utcnow()
         event = self._event(ticket, actor, kind, body=body, internal=internal or kind == "worklog", at=now)
         ticket.updated_at = now
+        if not event.internal:
+            notify.on_comment(self.session, ticket, actor.username, body, self.public_url)
         self.audit.record(actor, f"ticket.{kind}", target_type="ticket", target_id=ticket.number,
                           after={"internal": event.internal, "length": len(body)})
         return event
@@ -285,6 +307,14 @@ class TicketService:
         if user.role not in WORKERS:
             return False
         return user.role != Role.VENDOR_ENGINEER or (user.team is not None and ticket.team == user.team)
+
+    def rating_url(self, ticket: Ticket) -> str | None:
+        """The signed link of the "resolved" e-mail where the requester rates the resolution."""
+        if ticket.status != TicketStatus.RESOLVED or ticket.requester_id is None or self._secret_key is None:
+            return None
+        from .ratings import rating_token
+
+        return f"{self.public_url.rstrip('/')}/servicedesk/rate/{rating_token(ticket, self._secret_key())}"
 
     def can_file_for_others(self, user: User) -> bool:
         return user.role in (Role.ADMIN, Role.DESK_AGENT)

@@ -723,3 +723,6 @@ def update_ticket(ref: str) -> Any:
     version = changes.pop("version", None)
     svc.tickets.update_fields(g.actor, t, version=version, **changes)
     return jsonify(ticket_dict(t))
+
+
+from . import servicedesk_extra  # noqa: E402,F401

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from ...errors import EcoCloudError, ValidationFailed
+from ...auth.permissions import PUBLIC, has_permission
+from ...errors import EcoCloudError, NotFound, ValidationFailed
+from ...network.connectivity import SHANGHAI
 from ...servicedesk.models import Category, TicketStatus, TicketType
+from ...servicedesk.sla_store import missing_next_year, parse_days, set_year
 from ...servicedesk.states import TRANSITIONS
 from ..labels import IMPACT_LABELS, URGENCY_LABELS
 from ..security import requires, services
@@ -78,7 +82,13 @@ def ticket(ref: str) -> Any:
         except EcoCloudError:
             continue
         targets.append(target.value)
-    return render_template("servicedesk/ticket.html", t=t, worker=worker, targets=targets,
+    from ...servicedesk.ratings import RatingService
+
+    rating = RatingService(g.db, svc.audit).get(t)
+    can_rate = t.requester_id == g.user.id and t.status in ("resolved", "closed") and (
+        rating is None or (t.resolved_at is not None and rating.rated_at < t.resolved_at))
+    return render_template("servicedesk/ticket.html", t=t, worker=worker, targets=targets, rating=rating,
+                           can_rate=can_rate,
                            history=svc.tickets.history(t, include_internal=worker), links=svc.tickets.links(t),
                            impacts=IMPACT_LABELS, urgencies=URGENCY_LABELS)
 
@@ -126,6 +136,107 @@ def assign(ref: str) -> Any:
     svc.tickets.assign(g.actor, t, team=team, assignee=assignee, version=request.form.get("version", type=int))
     flash(_("Assignment saved."), "success")
     return redirect(url_for("servicedesk.ticket", ref=t.number))
+
+
+@bp.route("/<ref>/rate", methods=["POST"])
+@requires("servicedesk.use")
+def rate(ref: str) -> Any:
+    from ...servicedesk.ratings import RatingService
+
+    svc = services()
+    t = svc.tickets.get(ref, g.user, g.scope)
+    RatingService(g.db, svc.audit).rate(g.actor, t, score=_int(request.form.get("score"), -1),
+                                        comment=request.form.get("comment") or "", rater=g.user)
+    flash(_("Thank you for rating the resolution."), "success")
+    return redirect(url_for("servicedesk.ticket", ref=t.number))
+
+
+@bp.route("/rate/<token>", methods=["GET", "POST"])
+@requires(PUBLIC)
+def rate_by_link(token: str) -> Any:
+    """The link of the "resolved" e-mail: the requester rates without logging in (signed, 30 days)."""
+    from sqlalchemy import select
+
+    from ...audit.service import Actor
+    from ...auth.models import User
+    from ...servicedesk.models import Ticket
+    from ...servicedesk.ratings import RatingService, verify_rating_token
+
+    claim = verify_rating_token(token, g.container.secret_key)
+    t = g.db.execute(select(Ticket).where(Ticket.id == claim.ticket_id)).scalar_one_or_none()
+    if t is None:
+        raise NotFound("no such ticket")
+    svc = services()
+    existing = RatingService(g.db, svc.audit).get(t)
+    if request.method == "POST":
+        requester = g.db.get(User, claim.requester_id) if claim.requester_id else None
+        actor = Actor(requester.username if requester else "requester", role=requester.role if requester else "",
+                      channel="console", ip=request.remote_addr or "", user_id=claim.requester_id)
+        RatingService(g.db, svc.audit).rate(actor, t, score=_int(request.form.get("score"), -1),
+                                            comment=request.form.get("comment") or "", claim=claim)
+        return render_template("servicedesk/rate.html", t=t, done=True, rating=None)
+    return render_template("servicedesk/rate.html", t=t, done=False, rating=existing)
+
+
+@bp.app_context_processor
+def _calendar_banner() -> dict[str, Any]:
+    """From 1 November, admins are told when next year's working calendar is still missing."""
+    user = getattr(g, "user", None)
+    if user is None or getattr(g, "db", None) is None or not has_permission(user.role, "servicedesk.manage"):
+        return {"calendar_missing": None}
+    try:
+        return {"calendar_missing": missing_next_year(g.db, dt.datetime.now(SHANGHAI).date())}
+    except Exception:
+        return {"calendar_missing": None}
+
+
+@bp.route("/admin")
+@requires("servicedesk.manage")
+def admin() -> Any:
+    from sqlalchemy import func, select
+
+    from ...servicedesk.models import CalendarDay, CalendarYear
+
+    years = []
+    for y in g.db.execute(select(CalendarYear).order_by(CalendarYear.year.desc())).scalars():
+        n = g.db.execute(select(func.count()).select_from(CalendarDay).where(
+            CalendarDay.day >= dt.date(y.year, 1, 1), CalendarDay.day <= dt.date(y.year, 12, 31))).scalar()
+        years.append((y, n))
+    return render_template("servicedesk/admin.html", policy=services().policies.servicedesk(), years=years,
+                           categories=list(Category), next_year=dt.datetime.now(SHANGHAI).year + 1)
+
+
+@bp.route("/admin/calendar", methods=["POST"])
+@requires("servicedesk.manage")
+def calendar_year() -> Any:
+    form = request.form
+    year = form.get("year", type=int)
+    if year is None:
+        raise ValidationFailed("year: a year such as 2027", details=[{"field": "year", "message": "missing"}])
+    result = set_year(g.db, services().audit, g.actor, year, parse_days(form.get("holidays") or ""),
+                      parse_days(form.get("workdays") or ""))
+    flash(_("Calendar %(y)s saved: %(h)s holidays, %(w)s make-up working days.", y=year, h=result["holidays"],
+            w=result["workdays"]), "success")
+    return redirect(url_for("servicedesk.admin"))
+
+
+@bp.route("/admin/sla", methods=["POST"])
+@requires("servicedesk.manage")
+def sla_policy() -> Any:
+    form = request.form
+    sla = {}
+    for p in ("P1", "P2", "P3", "P4"):
+        sla[p] = {"response_minutes": _int(form.get(f"{p}_response"), -1),
+                  "resolve_minutes": _int(form.get(f"{p}_resolve"), -1), "mode": form.get(f"{p}_mode") or ""}
+    try:
+        warn = float(form.get("warn_percent") or "") / 100
+    except ValueError:
+        warn = -1.0
+    services().policies.update(g.actor, "servicedesk", {
+        "sla": sla, "categories_24x7": form.getlist("categories_24x7"), "warn_fraction": warn,
+        "reopen_days": _int(form.get("reopen_days"), -1)})
+    flash(_("SLA policy saved."), "success")
+    return redirect(url_for("servicedesk.admin"))
 
 
 def _status_label(status: str) -> str:
