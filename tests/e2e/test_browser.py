@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -183,5 +184,65 @@ def _report_in_browser(server: dict) -> None:
         assert page.evaluate("[...document.querySelectorAll('canvas[data-report-chart]')]"
                              ".every(c => !!Chart.getChart(c))")
         page.screenshot(path=str(ARTIFACTS / "e2e-report-en.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+
+
+def test_service_desk_file_work_and_rate_in_the_browser(server: dict) -> None:
+    """A provincial user files a ticket in Chinese and sees it; a desk agent assigns and resolves it; the
+    user rates the resolution."""
+    from playwright.sync_api import expect, sync_playwright
+
+    env = server["env"]
+    for username, role, site in (("e2e.hebei", "provincial_staff", "130000"), ("e2e.desk", "desk_agent", "000000")):
+        cli(env, "users", "create", "--username", username, "--role", role, "--site", site, "--password", PASSWORD)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        errors: list[str] = []
+
+        def session(username: str) -> Any:
+            page = browser.new_page(locale="zh-CN")
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(server["base"] + "/login")
+            page.fill("#username", username)
+            page.fill("#password", PASSWORD)
+            page.click("#login-submit")
+            return page
+
+        user = session("e2e.hebei")
+        user.goto(server["base"] + "/servicedesk/new")
+        expect(user.locator("#site")).to_have_value("130000")
+        user.select_option("#category", "network_fault")
+        user.fill("#title", "县局到省厅专线中断")
+        user.fill("#description", "今天上午九点起无法访问省厅业务系统。")
+        user.locator("#ticket-submit").dblclick()  # a double click files one ticket
+        expect(user.locator("#ticket-title")).to_contain_text("县局到省厅专线中断")
+        expect(user.locator("#ticket-status")).to_have_text("新建")
+        number = user.locator("#ticket-title").inner_text().split(" ")[0]
+        user.goto(server["base"] + "/servicedesk/")
+        expect(user.locator("#tickets tbody tr")).to_have_count(1)
+        expect(user.locator("#tickets")).to_contain_text(number)
+        user.screenshot(path=str(ARTIFACTS / "e2e-servicedesk-filed.png"), full_page=True)
+
+        agent = session("e2e.desk")
+        agent.goto(server["base"] + f"/servicedesk/{number}")
+        agent.fill("#assignee", "e2e.desk")
+        agent.fill("#assign-form input[name=team]", "desk")
+        agent.click("#assign-submit")
+        expect(agent.locator("#ticket-status")).to_have_text("已分派")
+        agent.click("#to-in_progress")
+        expect(agent.locator("#ticket-status")).to_have_text("处理中")
+        agent.fill("#transition-form input[name=comment]", "已更换光模块，链路恢复。")
+        agent.click("#to-resolved")
+        expect(agent.locator("#ticket-status")).to_have_text("已解决")
+
+        user.goto(server["base"] + f"/servicedesk/{number}")
+        expect(user.locator("#ticket-history")).to_contain_text("已更换光模块")
+        user.check("#score-5")
+        user.fill("#rate-form textarea[name=comment]", "处理及时")
+        user.click("#rate-submit")
+        expect(user.locator("#ticket-rating")).to_contain_text("5/5")
+        user.screenshot(path=str(ARTIFACTS / "e2e-servicedesk-rated.png"), full_page=True)
         browser.close()
     assert not errors, errors

@@ -183,6 +183,8 @@ def test_objects_of_another_province_are_404_without_data(app: Flask, container:
         args = set(ARG.findall(rule.rule))
         if not args or args & {"token_id", "sid", "token"}:  # own tokens/sessions; signed e-mail links
             continue
+        if endpoint == "servicedesk.sla_report_file":  # a month, not a province's object: rows filtered per team
+            continue
         perm = app.view_functions[endpoint]._permission
         if not has_permission(role, perm):
             continue

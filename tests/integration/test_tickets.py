@@ -313,3 +313,58 @@ def test_admin_enters_next_years_calendar_and_sla(app: object, container: Contai
         policy = svc.policies.servicedesk()
         assert policy.sla["P1"].response_minutes == 10 and policy.warn_fraction == 0.8
         assert policy.categories_24x7 == ["network_fault", "security_incident"]
+
+
+def test_console_attachments_kb_teams_and_sla_report(app: object, container: Container,
+                                                     make_user: Callable[..., Account]) -> None:
+    import io
+    import subprocess
+
+    from tests.conftest import csrf_from, login
+
+    filer = make_user("hb.attach", "provincial_staff", "130000")
+    agent = make_user("desk.report", "desk_agent", "000000", team="desk")
+    with container.unit_of_work() as svc:
+        from ecocloud_ops.servicedesk.teams import TeamService
+
+        TeamService(svc.session, svc.audit).create_team(TEST_ACTOR, name="desk", display_name="统一服务台",
+                                                        leader="desk.report")
+        t = svc.tickets.create(TEST_ACTOR, Scope.everything(), type="incident", title="附件测试", site_code="130000",
+                               requester=svc.auth.by_username("hb.attach"))
+        number = t.number
+    c1 = app.test_client()  # type: ignore[attr-defined]
+    login(c1, filer, container)
+    token = csrf_from(c1, f"/servicedesk/{number}")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    r = c1.post(f"/servicedesk/{number}/attachments",
+                data={"csrf_token": token, "file": (io.BytesIO(png), "屏幕截图.png")},
+                content_type="multipart/form-data")
+    assert r.status_code == 302
+    page = c1.get(f"/servicedesk/{number}").get_data(as_text=True)
+    assert "屏幕截图.png" in page
+    link = page.split(f'/servicedesk/{number}/attachments/')[1].split('"')[0]
+    got = c1.get(f"/servicedesk/{number}/attachments/{link}")
+    assert got.status_code == 200 and got.data == png and got.headers["X-Content-Type-Options"] == "nosniff"
+    exe = c1.post(f"/servicedesk/{number}/attachments", data={"csrf_token": token,
+                                                                "file": (io.BytesIO(b"MZ\x90\x00" * 8), "setup.png")},
+                  content_type="multipart/form-data")
+    assert exe.status_code == 422
+    c2 = app.test_client()  # type: ignore[attr-defined]
+    login(c2, agent, container)
+    token = csrf_from(c2, "/servicedesk/kb/new")
+    r = c2.post("/servicedesk/kb/new", data={"csrf_token": token, "title": "附件上传失败怎么办",
+                                             "body": "检查文件类型。", "category": "other", "tags": "附件,上传",
+                                             "published": "1"})
+    assert r.status_code == 302
+    assert "附件上传失败怎么办" in c1.get("/servicedesk/kb?q=附件").get_data(as_text=True), "published: readable by all"
+    assert "统一服务台" in c2.get("/servicedesk/teams").get_data(as_text=True)
+    month = dt.datetime.now(CST).strftime("%Y-%m")
+    report = c2.get(f"/servicedesk/sla-report?month={month}").get_data(as_text=True)
+    assert 'id="sla-table"' in report
+    xlsx = c2.get(f"/servicedesk/sla-report/{month}.xlsx")
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
+    pdf = c2.get(f"/servicedesk/sla-report/{month}.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    text = subprocess.run(["pdftotext", "-", "-"], input=pdf.data, capture_output=True, check=True).stdout.decode()
+    assert "统一服务台" in text
+    assert c1.get(f"/servicedesk/sla-report?month={month}").status_code == 403

@@ -65,8 +65,8 @@ def prepare_servicedesk_demo(container: Container, say: Callable[[str], None]) -
             teams.add_shift(actor, "desk", "desk.zhang", start + dt.timedelta(days=day),
                             start + dt.timedelta(days=day, hours=24))
         KnowledgeBase(svc.session, svc.audit).create(
-            actor, svc.auth.by_username("desk.zhang"), Scope.everything(), title="视频会商卡顿的排查步骤", category="network_fault",
-            tags=["视频会商", "专网"], published=True,
+            actor, svc.auth.by_username("desk.zhang"), Scope.everything(), title="视频会商卡顿的排查步骤",
+            category="network_fault", tags=["视频会商", "专网"], published=True,
             body="1. 在网络连通页面查看本地链路状态；\n2. 检查终端带宽占用；\n3. 仍无法解决时提交工单并附上终端型号。")
     for requester, ttype, category, impact, urgency, title, description, path in TICKETS:
         with container.unit_of_work() as svc:

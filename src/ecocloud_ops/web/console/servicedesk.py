@@ -88,7 +88,7 @@ def ticket(ref: str) -> Any:
     can_rate = t.requester_id == g.user.id and t.status in ("resolved", "closed") and (
         rating is None or (t.resolved_at is not None and rating.rated_at < t.resolved_at))
     return render_template("servicedesk/ticket.html", t=t, worker=worker, targets=targets, rating=rating,
-                           can_rate=can_rate,
+                           can_rate=can_rate, attachments=_attachments().list(t),
                            history=svc.tickets.history(t, include_internal=worker), links=svc.tickets.links(t),
                            impacts=IMPACT_LABELS, urgencies=URGENCY_LABELS)
 
@@ -176,6 +176,136 @@ def rate_by_link(token: str) -> Any:
                                             comment=request.form.get("comment") or "", claim=claim)
         return render_template("servicedesk/rate.html", t=t, done=True, rating=None)
     return render_template("servicedesk/rate.html", t=t, done=False, rating=existing)
+
+
+# Attachments ----------------------------------------------------------------------------------
+def _attachments() -> Any:
+    from ...servicedesk.attachments import AttachmentService
+
+    return AttachmentService(g.db, services().audit, g.container.settings.files_dir)
+
+
+@bp.route("/<ref>/attachments", methods=["POST"])
+@requires("servicedesk.use")
+def upload(ref: str) -> Any:
+    from ...servicedesk.attachments import MAX_ATTACHMENT_BYTES
+
+    t = services().tickets.get(ref, g.user, g.scope)
+    f = request.files.get("file")
+    if f is None or not f.filename:
+        raise ValidationFailed("choose a file to attach", details=[{"field": "file", "message": "missing"}])
+    _attachments().add(g.actor, t, f.filename, f.stream.read(MAX_ATTACHMENT_BYTES + 1))
+    flash(_("File attached."), "success")
+    return redirect(url_for("servicedesk.ticket", ref=t.number))
+
+
+@bp.route("/<ref>/attachments/<int:attachment_id>")
+@requires("servicedesk.use")
+def attachment(ref: str, attachment_id: int) -> Any:
+    import io
+
+    from flask import send_file
+
+    t = services().tickets.get(ref, g.user, g.scope)
+    store = _attachments()
+    att = store.get(t, attachment_id)
+    resp = send_file(io.BytesIO(store.read(att)), mimetype=att.content_type, as_attachment=True,
+                     download_name=att.filename, max_age=0, conditional=False)
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+# Knowledge base ---------------------------------------------------------------------------------
+@bp.route("/kb")
+@requires("servicedesk.use")
+def kb() -> Any:
+    from ...servicedesk.kb import KnowledgeBase
+
+    q = (request.args.get("q") or "").strip()[:100]
+    rows, total = KnowledgeBase(g.db, services().audit).search(g.user, g.scope, query=q or None, limit=50)
+    return render_template("servicedesk/kb.html", articles=rows, total=total, q=q)
+
+
+@bp.route("/kb/<int:article_id>")
+@requires("servicedesk.use")
+def article(article_id: int) -> Any:
+    from ...servicedesk.kb import KnowledgeBase
+
+    a = KnowledgeBase(g.db, services().audit).get(article_id, g.user, g.scope)
+    return render_template("servicedesk/article.html", a=a)
+
+
+@bp.route("/kb/new", methods=["GET", "POST"])
+@requires("servicedesk.work")
+def new_article() -> Any:
+    from ...servicedesk.kb import KnowledgeBase
+
+    if request.method == "POST":
+        f = request.form
+        a = KnowledgeBase(g.db, services().audit).create(
+            g.actor, g.user, g.scope, title=f.get("title") or "", body=f.get("body") or "",
+            category=f.get("category") or "other", tags=[x.strip() for x in (f.get("tags") or "").split(",")
+                                                         if x.strip()], published=f.get("published") == "1")
+        flash(_("Article saved."), "success")
+        return redirect(url_for("servicedesk.article", article_id=a.id))
+    return render_template("servicedesk/article_new.html", categories=list(Category))
+
+
+# SLA report -------------------------------------------------------------------------------------
+def _sla_data(month: str) -> dict[str, Any]:
+    from ...reports.builder import parse_month
+    from ...servicedesk.sla_report import sla_report
+
+    year, mon = parse_month(month)
+    data = sla_report(g.db, year, mon, policies=services().policies)
+    if g.user.role == "vendor_engineer":  # a vendor sees its own team's line
+        data["rows"] = [r for r in data["rows"] if r["team"] == g.user.team]
+    return data
+
+
+@bp.route("/sla-report")
+@requires("servicedesk.work")
+def sla_report_page() -> Any:
+    month = request.args.get("month") or dt.datetime.now(SHANGHAI).strftime("%Y-%m")
+    return render_template("servicedesk/sla_report.html", data=_sla_data(month), month=month)
+
+
+@bp.route("/sla-report/<month>.<fmt>")
+@requires("servicedesk.work")
+def sla_report_file(month: str, fmt: str) -> Any:
+    from flask import Response
+
+    from ...servicedesk.sla_report import render_sla_pdf, render_sla_xlsx
+    from .. import select_locale
+
+    data = _sla_data(month)
+    locale = request.args.get("locale") or select_locale()
+    if fmt == "xlsx":
+        content = render_sla_xlsx(data, locale)
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    elif fmt == "pdf":
+        content, media = render_sla_pdf(data, locale), "application/pdf"
+    elif fmt == "json":
+        import json
+
+        content, media = json.dumps(data, ensure_ascii=False, indent=1).encode(), "application/json"
+    else:
+        raise NotFound(f"no {fmt} format")
+    return Response(content, mimetype=media,
+                    headers={"Content-Disposition": f'attachment; filename="sla-{month}.{fmt}"'})
+
+
+# Teams -----------------------------------------------------------------------------------------
+@bp.route("/teams")
+@requires("servicedesk.work")
+def teams() -> Any:
+    from ...servicedesk.teams import TeamService
+
+    ts = TeamService(g.db, services().audit)
+    now = dt.datetime.now(dt.UTC)
+    rows = [(t, ts.on_duty(t.name, now), ts.contracts(t.name)) for t in ts.teams()]
+    return render_template("servicedesk/teams.html", teams=rows, rules=ts.rules())
 
 
 @bp.app_context_processor
