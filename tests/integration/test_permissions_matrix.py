@@ -93,6 +93,7 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             from ecocloud_ops.servicedesk.ratings import rating_token
 
             objects[key]["token"] = rating_token(t, container.secret_key)
+            objects[key]["team"] = team
             # A published article of the ticket's site and an attachment on the ticket.
             from ecocloud_ops.servicedesk.attachments import AttachmentService
             from ecocloud_ops.servicedesk.kb import KnowledgeBase

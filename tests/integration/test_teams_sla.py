@@ -522,3 +522,29 @@ def test_monthly_sla_report_pdf(march: dict[str, Any]) -> None:
     for figure in ("甲厂商驻场组", "二线专家组", "甲科技有限公司", "2026年03月", "33.33%", "2小时00分", "5小时00分",
                    "25分钟"):
         assert figure in zh, figure
+
+
+def test_teams_api_for_admins(client: object, container: Container, make_user: Callable[..., Any]) -> None:
+    from tests.conftest import api_token
+
+    admin = make_user("teams.admin", "admin", "000000")
+    make_user("duty.eng", "desk_agent", "000000", team="north")
+    h = {"Authorization": f"Bearer {api_token(container, admin)}"}
+    c: Any = client
+    assert c.post("/api/v1/teams", json={"name": "north", "display_name": "北区运维组"}, headers=h).status_code == 201
+    assert c.post("/api/v1/teams", json={"name": "north", "display_name": "重复"}, headers=h).status_code in (409, 422)
+    r = c.post("/api/v1/teams/north/contracts", headers=h,
+               json={"name": "维保合同", "vendor": "某厂商", "valid_from": "2026-01-01", "valid_to": "2026-12-31",
+                     "categories": ["network_fault"]})
+    assert r.status_code == 201, r.json
+    assert c.post("/api/v1/routing-rules", json={"category": "network_fault", "province": "130000", "team": "north"},
+                  headers=h).status_code == 201
+    now = dt.datetime.now(dt.UTC)
+    assert c.post("/api/v1/teams/north/shifts", json={"username": "duty.eng", "starts_at": now.isoformat(),
+                                                      "ends_at": (now + dt.timedelta(hours=8)).isoformat()},
+                  headers=h).status_code == 201
+    listed = c.get("/api/v1/teams", headers=h).json
+    north = next(t for t in listed["items"] if t["name"] == "north")
+    assert north["on_duty"] == ["duty.eng"] and north["contracts"][0]["vendor"] == "某厂商"
+    assert listed["rules"] == [{"id": listed["rules"][0]["id"], "category": "network_fault", "province": "130000",
+                                "team": "north"}]

@@ -63,7 +63,7 @@ class DemoNetwork:
     """Starts the lab, imports its inventory, and runs the link-cutting schedule in a thread."""
 
     def __init__(self, container: Container, *, say: Callable[[str], None] = print,
-                 cut_every_seconds: float = 180, cut_for_seconds: tuple[float, float] = (90, 300)) -> None:
+                 cut_every_seconds: float = 180, cut_for_seconds: tuple[float, float] = (120, 600)) -> None:
         self.container = container
         self.say = say
         self.cut_every = cut_every_seconds
