@@ -866,6 +866,188 @@ def mail_gateway(app: App, host: str | None, port: int | None) -> None:
             pass
 
 
+# Playbook runs (automation) ----------------------------------------------------------------------
+#: Exit status of ``jobs run --follow`` per final run status.
+RUN_EXIT = {"successful": 0, "failed": 2, "error": 3, "timeout": 4, "canceled": 5}
+
+
+@cli.group(cls=Group)
+def jobs() -> None:
+    """Ansible playbook runs (playbooks/): run, list, show, cancel."""
+
+
+def _parse_extra_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"-e {pair!r}: expected NAME=VALUE", 2)
+        out[key.strip()] = value
+    return out
+
+
+def _print_run(data: dict[str, Any]) -> None:
+    dur = f"{data['duration_seconds']:.1f} s" if data["duration_seconds"] is not None else "—"
+    click.echo(f"run {data['id']} [{data['status']}] {data['playbook']} · started by {data['started_by']} · "
+               f"created {data['created_at']} · rc {data['rc'] if data['rc'] is not None else '—'} · {dur}"
+               + (f"\n  {data['status_reason']}" if data["status_reason"] else ""))
+
+
+def _follow(app: App, run_id: int, runner: threading.Thread | None) -> str:
+    """Print a run's events as they arrive (like ansible-playbook); Ctrl-C cancels it. Returns the final status."""
+    import time
+
+    from .auth.scope import Scope
+    from .automation.models import FINAL_STATUSES
+    from .automation.service import PlaybookService, run_json
+
+    after, interrupted = 0, False
+    while True:
+        try:
+            with app.container.unit_of_work() as svc:
+                pb = PlaybookService.of(svc)
+                run = pb.get(run_id, Scope.everything())
+                events = pb.events(run, after=after)
+                final = run.status in FINAL_STATUSES and (runner is None or not runner.is_alive())
+                data = run_json(run)
+            for e in events:
+                if e.stdout:
+                    click.echo(e.stdout)
+                after = e.seq
+            if final and not events:
+                return str(data["status"])
+            if not events:
+                time.sleep(0.25)
+        except KeyboardInterrupt:
+            if interrupted:
+                raise
+            interrupted = True
+            click.echo("canceling the run (Ctrl-C again to stop following)…", err=True)
+            with app.container.unit_of_work() as svc:
+                pb = PlaybookService.of(svc)
+                try:
+                    pb.cancel(app.actor, pb.get(run_id, Scope.everything()))
+                except EcoCloudError as exc:
+                    click.echo(f"not canceled: {exc.message}", err=True)
+
+
+@jobs.command("run")
+@click.argument("playbook")
+@click.option("--limit", "host_limit", help="Only these hosts (an Ansible host pattern, e.g. web1,web2).")
+@click.option("-e", "--extra-var", "extra", multiple=True, metavar="NAME=VALUE",
+              help="An extra variable of the playbook's schema (repeatable); checked before anything runs.")
+@click.option("--inventory", help="A named inventory of playbooks/inventories, or an inventory file "
+                                  "(default: local, this machine).")
+@click.option("--timeout", type=click.IntRange(1, 86400), help="Seconds (default: the playbook's).")
+@click.option("--follow", is_flag=True, help="Run it now in this process and print its output; exit status "
+                                            "0 successful, 2 failed, 3 error, 4 timeout, 5 canceled.")
+@click.option("--json", "as_json", is_flag=True, help="Print the queued run as JSON (without --follow).")
+@pass_app
+def jobs_run(app: App, playbook: str, host_limit: str | None, extra: tuple[str, ...], inventory: str | None,
+             timeout: int | None, follow: bool, as_json: bool) -> None:
+    """Run a playbook of playbooks/: queued for the worker, or with --follow in the foreground."""
+    import logging
+    import os
+    import socket
+
+    from .automation.runner import run_in_this_process
+    from .automation.service import PlaybookService, run_json
+
+    values = _parse_extra_vars(extra)
+    inv: str | Path | None = inventory
+    if inventory and ("/" in inventory or Path(inventory).is_file()):
+        inv = Path(inventory)
+    claim = f"cli:{socket.gethostname()}:{os.getpid()}"[:128] if follow else None
+    with app.container.unit_of_work() as svc:
+        run = PlaybookService.of(svc).start(app.actor, playbook, values, host_limit, inventory=inv, timeout=timeout,
+                                            from_text=True, claimed_by=claim)
+        data = run_json(run)
+    if not follow:
+        emit(data, as_json, f"run {data['id']} queued (job {data['job_id']}); the worker runs it — "
+                            f"see 'ecocloud-ops jobs show {data['id']}'")
+        return
+    assert claim is not None
+    # The outcome is printed below; the worker's traceback of a failed job would only repeat it.
+    logging.getLogger("ecocloud_ops.jobs.runner").setLevel(logging.CRITICAL)
+    logging.getLogger("ecocloud_ops.automation.runner").setLevel(logging.WARNING)
+    runner = threading.Thread(target=run_in_this_process, args=(app.container, data["job_id"], claim),
+                              name="playbook", daemon=True)
+    runner.start()
+    status = _follow(app, int(data["id"]), runner)
+    runner.join()
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        data = run_json(PlaybookService.of(svc).get(int(data["id"]), Scope.everything()))
+    click.echo("")
+    _print_run(data)
+    sys.exit(RUN_EXIT.get(status, 3))
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["new", "pending", "running", "successful", "failed", "error",
+                                             "canceled", "timeout"]))
+@click.option("--playbook")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Rows.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def jobs_list(app: App, status: str | None, playbook: str | None, limit: int, as_json: bool) -> None:
+    """Playbook runs, newest first."""
+    from .auth.scope import Scope
+    from .automation.service import PlaybookService, run_json
+
+    with app.container.unit_of_work() as svc:
+        rows, total = PlaybookService.of(svc).search(Scope.everything(), status=status, playbook=playbook,
+                                                     limit=limit)
+        items = [run_json(r) for r in rows]
+    if as_json:
+        emit({"total": total, "items": items}, True)
+        return
+    for r in items:
+        dur = f"{r['duration_seconds']:.1f}s" if r["duration_seconds"] is not None else "—"
+        click.echo(f"{r['id']:>6}  {r['status']:<10} {r['playbook']:<16} {r['started_by']:<20} "
+                   f"{r['created_at'][:19]}  rc {r['rc'] if r['rc'] is not None else '—':<3} {dur}")
+    click.echo(f"{len(items)} of {total}")
+
+
+@jobs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The run with its events.")
+@pass_app
+def jobs_show(app: App, run_id: int, as_json: bool) -> None:
+    """A run: status, reason, and its output (the events so far while it runs)."""
+    from .auth.scope import Scope
+    from .automation.service import PlaybookService, event_json, run_json
+
+    with app.container.unit_of_work() as svc:
+        pb = PlaybookService.of(svc)
+        run = pb.get(run_id, Scope.everything())
+        events = pb.events(run, limit=100000)
+        data = run_json(run, pb.job_of(run)) | {"inventory": run.inventory, "stdout": run.stdout,
+                                                "events": [event_json(e) for e in events]}
+    if as_json:
+        emit(data, True)
+        return
+    _print_run(data)
+    click.echo(f"  extra vars {json.dumps(data['extra_vars'], ensure_ascii=False)} · limit {data['limit'] or '—'} · "
+               f"{len(events)} events")
+    click.echo(data["stdout"] or "\n".join(e["stdout"] for e in data["events"] if e["stdout"]))
+
+
+@jobs.command("cancel")
+@click.argument("run_id", type=int)
+@pass_app
+def jobs_cancel(app: App, run_id: int) -> None:
+    """Cancel a run: a queued one at once, a running one within a second."""
+    from .auth.scope import Scope
+    from .automation.service import PlaybookService
+
+    with app.container.unit_of_work() as svc:
+        pb = PlaybookService.of(svc)
+        run = pb.cancel(app.actor, pb.get(run_id, Scope.everything()))
+        click.echo(f"run {run.id}: {run.status} — {run.status_reason}")
+
+
 # Roles -----------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--markdown", is_flag=True, help="Print the README's role/permission table.")

@@ -2,6 +2,7 @@
 
 from .audit.models import AuditEntry, AuditHead
 from .auth.models import ApiToken, User, UserSession
+from .automation.models import PlaybookEvent, PlaybookRun  # noqa: F401
 from .db import Base
 from .jobs.models import Job, JobLogLine, WorkerHeartbeat
 from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap

@@ -66,8 +66,12 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
                                   size=8, content_enc=container.box.encrypt(f"sysname {hostname}\n"))
             svc.session.add(backup)
             svc.session.flush()
+            # A queued playbook run, scoped like its job by the site it is started for.
+            from ecocloud_ops.automation.service import PlaybookService
+
+            run = PlaybookService.of(svc).start(Actor(user.username), "sleep", {"seconds": 1}, site_code=site)
             objects[key] = {"code": site, "user_id": u.id, "job_id": job.id, "token_id": tok.id, "sid": s.id,
-                            "hostname": hostname, "backup_id": backup.id}
+                            "hostname": hostname, "backup_id": backup.id, "run_id": run.id}
     # A published month (readable in every scope) and a month without a report (national preview only).
     import datetime as dt
 

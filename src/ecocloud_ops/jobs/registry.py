@@ -160,6 +160,12 @@ def _deliver_mail(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _playbook(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ..automation.runner import playbook_job
+
+    return playbook_job(ctx, params)
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -193,6 +199,8 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("servicedesk.deliver_mail", _deliver_mail, "jobs.manage",
                 "Send queued ticket notifications by e-mail"),
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
+        JobKind("automation.playbook", _playbook, "jobs.manage",
+                "Run an Ansible playbook of playbooks/ (started as a playbook run: POST /playbook-runs)"),
         JobKind("servicedesk.sla_check", _sla_check, "jobs.manage",
                 "Service desk SLA check: warnings, breaches, escalation, unassigned and out-of-hours tickets"),
     ]

@@ -125,6 +125,10 @@ class Worker:
             failed = svc.jobs.fail_orphans(live - {self.name})
             if failed:
                 log.warning("marked %d orphaned job(s) failed: %s", len(failed), failed)
+            from ..automation.service import settle_orphaned_runs
+
+            if runs := settle_orphaned_runs(svc):
+                log.warning("marked %d playbook run(s) of ended jobs: %s", len(runs), runs)
         store = SQLAlchemyJobStore(engine=self.container.engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=TZ)
         for sched_id, kind, cron in SCHEDULES:
