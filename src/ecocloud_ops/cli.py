@@ -901,20 +901,23 @@ def _follow(app: App, run_id: int, runner: threading.Thread | None) -> str:
     from .automation.models import FINAL_STATUSES
     from .automation.service import PlaybookService, run_json
 
-    after, interrupted = 0, False
+    after, interrupted, idle_after_exit = 0, False, 0
     while True:
         try:
             with app.container.unit_of_work() as svc:
                 pb = PlaybookService.of(svc)
                 run = pb.get(run_id, Scope.everything())
                 events = pb.events(run, after=after)
-                final = run.status in FINAL_STATUSES and (runner is None or not runner.is_alive())
+                exited = runner is None or not runner.is_alive()
+                final = run.status in FINAL_STATUSES and exited
                 data = run_json(run)
             for e in events:
                 if e.stdout:
                     click.echo(e.stdout)
                 after = e.seq
-            if final and not events:
+            idle_after_exit = idle_after_exit + 1 if exited and not events else 0
+            # (a runner thread that died before recording anything must not keep us waiting)
+            if (final or (runner is not None and idle_after_exit > 4)) and not events:
                 return str(data["status"])
             if not events:
                 time.sleep(0.25)
@@ -962,9 +965,12 @@ def jobs_run(app: App, playbook: str, host_limit: str | None, extra: tuple[str, 
         run = PlaybookService.of(svc).start(app.actor, playbook, values, host_limit, inventory=inv, timeout=timeout,
                                             from_text=True, claimed_by=claim)
         data = run_json(run)
+        idle = not follow and not svc.jobs.live_workers(app.container.settings.worker_heartbeat_seconds)
     if not follow:
         emit(data, as_json, f"run {data['id']} queued (job {data['job_id']}); the worker runs it — "
                             f"see 'ecocloud-ops jobs show {data['id']}'")
+        if idle:
+            click.echo("warning: no worker is running: start 'ecocloud-ops worker', or use --follow", err=True)
         return
     assert claim is not None
     # The outcome is printed below; the worker's traceback of a failed job would only repeat it.

@@ -1,0 +1,1 @@
+"""Automation: Ansible playbook runs through ansible-runner (catalog, runs, events, cancel, timeout)."""
