@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from ..db import utcnow
 from .models import Ticket, TicketStatus
 from .teams import Notification
 
@@ -73,6 +72,7 @@ def deliver(container: Container, limit: int = 200) -> dict[str, Any]:
     """Send what the outbox holds over one SMTP connection; failures stay queued for the next run."""
     from ..adapters.mail import OutgoingMessage, SmtpSettings, send
     from ..auth.models import User
+    from .sla_watch import mark_sent, outbox
 
     s = container.settings
     if not s.smtp_host:
@@ -80,8 +80,7 @@ def deliver(container: Container, limit: int = 200) -> dict[str, Any]:
     settings = SmtpSettings(host=s.smtp_host, port=s.smtp_port, security=s.smtp_security,
                             username=s.smtp_username or None, password=s.smtp_password or None, sender=s.smtp_sender)
     with container.unit_of_work() as svc:
-        rows = list(svc.session.execute(select(Notification).where(Notification.sent_at.is_(None))
-                                        .order_by(Notification.id).limit(limit)).scalars())
+        rows = outbox(svc.session, limit)
         if not rows:
             return {"sent": 0}
         names = {n for r in rows for n in r.recipients}
@@ -103,7 +102,5 @@ def deliver(container: Container, limit: int = 200) -> dict[str, Any]:
         else:
             done.add(rid)
     with container.unit_of_work() as svc:
-        now = utcnow()
-        for r in svc.session.execute(select(Notification).where(Notification.id.in_(done))).scalars():
-            r.sent_at = now
+        mark_sent(svc.session, sorted(done))
     return {"sent": len(done), "failed": failed}

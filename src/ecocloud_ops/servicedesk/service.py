@@ -339,19 +339,9 @@ class TicketService:
     # SLA -----------------------------------------------------------------------------------
     def pauses(self, ticket: Ticket) -> list[tuple[dt.datetime, dt.datetime | None]]:
         """Intervals the ticket spent pending (the last one open while it still is)."""
-        out: list[tuple[dt.datetime, dt.datetime | None]] = []
-        start = None
-        for ev in self.session.execute(select(TicketEvent).where(
-                TicketEvent.ticket_id == ticket.id, TicketEvent.kind == "transition")
-                .order_by(TicketEvent.at, TicketEvent.id)).scalars():
-            if ev.to_status == TicketStatus.PENDING and start is None:
-                start = ev.at
-            elif ev.from_status == TicketStatus.PENDING and start is not None:
-                out.append((start, ev.at))
-                start = None
-        if start is not None:
-            out.append((start, None))
-        return out
+        from .sla_store import pauses_of
+
+        return pauses_of(self.session, [ticket.id]).get(ticket.id, [])
 
     def recompute_deadlines(self, ticket: Ticket, *, now: dt.datetime | None = None) -> None:
         """Response and resolution deadlines from the SLA policy, the calendar and the pauses."""

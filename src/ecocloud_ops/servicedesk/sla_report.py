@@ -25,13 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
+from ..network.connectivity import month_period
 from ..network.rates import format_rate
 from ..policies.models import Policy
 from ..policies.service import PolicyService, ServiceDeskPolicy
@@ -54,10 +55,10 @@ from ..reports.render import (
     translator,
 )
 from ..reports.svg import esc
-from .calendar import SHANGHAI, BusinessCalendar
-from .models import Ticket, TicketEvent, TicketStatus
-from .sla import Pause, elapsed_business_seconds
-from .sla_store import load_calendar
+from .calendar import SHANGHAI
+from .models import Ticket, TicketStatus
+from .sla import elapsed_business_seconds
+from .sla_store import load_calendar, pauses_of
 from .teams import Team, TeamKind, contract_for
 
 COUNTS = ("created", "resolved", "open", "canceled", "response_met", "response_breached", "resolve_met",
@@ -70,9 +71,8 @@ def month_bounds(year: int, month: int) -> tuple[dt.datetime, dt.datetime]:
     """The month in Asia/Shanghai time as ``[start, end)``, aware datetimes in UTC."""
     if not 1 <= month <= 12 or not 2000 <= year <= 2999:
         raise ValueError(f"no month {year}-{month}")
-    start = dt.datetime(year, month, 1, tzinfo=SHANGHAI)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=SHANGHAI)
-    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+    period = month_period(year, month)
+    return period.start, period.end
 
 
 def _policy(session: Session, policies: PolicyService | None) -> ServiceDeskPolicy:
@@ -81,33 +81,6 @@ def _policy(session: Session, policies: PolicyService | None) -> ServiceDeskPoli
     row = session.get(Policy, "servicedesk")
     stored = dict(row.value) if row else {}
     return ServiceDeskPolicy(**{k: v for k, v in stored.items() if k in ServiceDeskPolicy.model_fields})
-
-
-def _calendar(session: Session) -> BusinessCalendar:
-    cal = session.info.get("ecocloud_calendar")
-    if cal is None:
-        cal = session.info["ecocloud_calendar"] = load_calendar(session)
-    assert isinstance(cal, BusinessCalendar)
-    return cal
-
-
-def _pauses(session: Session, ids: Sequence[int]) -> dict[int, list[Pause]]:
-    """Pending intervals per ticket, by the rule of ``TicketService.pauses`` (read in bulk)."""
-    out: dict[int, list[Pause]] = defaultdict(list)
-    start: dict[int, dt.datetime] = {}
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        for ev in session.execute(select(TicketEvent).where(TicketEvent.ticket_id.in_(chunk),
-                                                            TicketEvent.kind == "transition")
-                                  .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).scalars():
-            tid = ev.ticket_id
-            if ev.to_status == TicketStatus.PENDING and tid not in start:
-                start[tid] = ev.at
-            elif ev.from_status == TicketStatus.PENDING and tid in start:
-                out[tid].append((start.pop(tid), ev.at))
-    for tid, at in start.items():
-        out[tid].append((at, None))
-    return out
 
 
 def _empty_row() -> dict[str, Any]:
@@ -135,10 +108,10 @@ def sla_report(session: Session, year: int, month: int, *, now: dt.datetime | No
     now = now or utcnow()
     start, end = month_bounds(year, month)
     policy = _policy(session, policies)
-    cal = _calendar(session)
+    cal = load_calendar(session)
     tickets = list(session.execute(select(Ticket).where(Ticket.created_at >= start, Ticket.created_at < end)
                                    .order_by(Ticket.id)).scalars())
-    pauses = _pauses(session, [t.id for t in tickets])
+    pauses = pauses_of(session, [t.id for t in tickets])
 
     rows: dict[str | None, dict[str, Any]] = {}
     sums: dict[str | None, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -12,8 +14,8 @@ from ..audit.service import Actor, AuditLog
 from ..db import utcnow
 from ..errors import ValidationFailed
 from .calendar import BusinessCalendar, DayKind, DayOverride, chinese_calendar_days
-from .models import CalendarDay, CalendarYear, Ticket
-from .sla import add_business_time
+from .models import CalendarDay, CalendarYear, Ticket, TicketEvent, TicketStatus
+from .sla import Pause, add_business_time
 
 if TYPE_CHECKING:
     from .service import TicketService
@@ -70,9 +72,7 @@ def deadlines(tickets: TicketService, ticket: Ticket) -> None:
     policy = tickets.policies.servicedesk()
     target = policy.sla[ticket.priority]
     mode = "24x7" if target.mode == "24x7" or ticket.category in policy.categories_24x7 else "business"
-    cal = session.info.get("ecocloud_calendar")
-    if cal is None:
-        cal = session.info["ecocloud_calendar"] = load_calendar(session)
+    cal = load_calendar(session)
     pauses = tickets.pauses(ticket)
     response = add_business_time(cal, ticket.created_at, target.response_minutes * 60, mode=mode,  # type: ignore[arg-type]
                                  pauses=pauses)
@@ -121,7 +121,6 @@ def set_year(session: Session, audit: AuditLog, actor: Actor, year: int, holiday
     else:
         entry.source = actor.username
         entry.updated_at = utcnow()
-    session.info.pop("ecocloud_calendar", None)
     session.flush()
     after = {str(d): f"holiday {n}" for d, n in holidays.items()}
     after |= {str(d): f"workday {n}" for d, n in workdays.items()}
@@ -162,3 +161,22 @@ def missing_next_year(session: Session, today: dt.date) -> int | None:
         return None
     nxt = today.year + 1
     return None if session.get(CalendarYear, nxt) is not None else nxt
+
+
+def pauses_of(session: Session, ids: Sequence[int]) -> dict[int, list[Pause]]:
+    """Intervals each ticket spent pending (the last one open while it still is), read in bulk."""
+    out: dict[int, list[Pause]] = defaultdict(list)
+    start: dict[int, dt.datetime] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for ev in session.execute(select(TicketEvent).where(TicketEvent.ticket_id.in_(chunk),
+                                                            TicketEvent.kind == "transition")
+                                  .order_by(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.id)).scalars():
+            tid = ev.ticket_id
+            if ev.to_status == TicketStatus.PENDING and tid not in start:
+                start[tid] = ev.at
+            elif ev.from_status == TicketStatus.PENDING and tid in start:
+                out[tid].append((start.pop(tid), ev.at))
+    for tid, at in start.items():
+        out[tid].append((at, None))
+    return out

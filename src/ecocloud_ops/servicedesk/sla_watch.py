@@ -83,15 +83,6 @@ def mark_sent(session: Session, ids: list[int], at: dt.datetime | None = None) -
         n.sent_at = at
 
 
-def calendar(session: Session) -> BusinessCalendar:
-    """The stored working calendar, loaded once per session (the ticket service caches it the same way)."""
-    cal = session.info.get("ecocloud_calendar")
-    if cal is None:
-        cal = session.info["ecocloud_calendar"] = load_calendar(session)
-    assert isinstance(cal, BusinessCalendar)
-    return cal
-
-
 def in_business_hours(cal: BusinessCalendar, at: dt.datetime) -> bool:
     """Whether ``at`` falls in working time: a working day of the calendar, between opening and closing."""
     local = at.astimezone(cal.tz)
@@ -110,7 +101,7 @@ class _Check:
         self.session, self.audit, self.tickets, self.now = session, audit, tickets, now
         self.actor, self.notifier = actor, notifier
         self.teams = TeamService(session, audit)
-        self.cal = calendar(session)
+        self.cal = load_calendar(session)
         self.counts = {"tickets": 0, "warnings": 0, "breaches": 0, "escalations": 0, "unassigned": 0,
                        "out_of_hours": 0}
         self.policy = tickets.policies.servicedesk()
