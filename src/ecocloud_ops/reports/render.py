@@ -383,39 +383,52 @@ def render_xlsx(data: Mapping[str, Any], locale: str = "zh_CN") -> bytes:
 
     Rates are the unrounded fractions formatted as percentages, seconds are numbers, times are
     Excel datetimes in Asia/Shanghai time, an undefined rate is an empty cell."""
+    _ = translator(locale)
+    sections = section_rows(data, _)
+    titles = section_titles(_)
+    return write_workbook(data, _("Monthly connectivity assessment report"),
+                          [(titles[key], *sections[key], None) for key in SECTIONS])
+
+
+def write_workbook(data: Mapping[str, Any], title: str,
+                   sheets: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]], Sequence[float] | None]],
+                   ) -> bytes:
+    """An XLSX of (sheet title, headers, rows, column widths or None to size them from the content):
+    bold frozen header row, cells typed by :func:`_xlsx_cell`, file times from ``generated_at`` (the
+    same data gives the same bytes)."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
-    _ = translator(locale)
-    sections = section_rows(data, _)
-    titles = section_titles(_)
     wb = Workbook(write_only=True)
     generated = parse_time(data.get("generated_at"))
     if generated is not None:
         wb.properties.created = generated.astimezone(dt.UTC).replace(tzinfo=None)
-    wb.properties.title = _("Monthly connectivity assessment report")
+    wb.properties.title = title
     bold = Font(bold=True)
     header_fill = PatternFill("solid", fgColor="EEF2F7")
     wrap = Alignment(vertical="top", wrap_text=True)
     used: set[str] = set()
-    for key in SECTIONS:
-        headers, rows = sections[key]
-        name = sheet_name(titles[key])
+    for sheet_title, headers, rows, fixed in sheets:
+        name = sheet_name(sheet_title)
         while name.lower() in used:  # translations could collide once truncated
             name = name[:28] + f"~{len(used)}"
         used.add(name.lower())
         ws = wb.create_sheet(name)
-        widths = [_display_width(h) for h in headers]
-        for row in rows[:2000]:  # a sample is enough to size the columns
-            for i, value in enumerate(row):
-                if i < len(widths):
-                    widths[i] = max(widths[i], _display_width(value))
-                else:
-                    widths.append(_display_width(value))
+        if fixed is not None:
+            widths = [fixed[i] if i < len(fixed) else 14 for i in range(len(headers))]
+        else:
+            widths = [_display_width(h) for h in headers]
+            for row in rows[:2000]:  # a sample is enough to size the columns
+                for i, value in enumerate(row):
+                    if i < len(widths):
+                        widths[i] = max(widths[i], _display_width(value))
+                    else:
+                        widths.append(_display_width(value))
+            widths = [min(max(w + 2, 8), 60) for w in widths]
         for i, w in enumerate(widths, start=1):
-            ws.column_dimensions[get_column_letter(i)].width = min(max(w + 2, 8), 60)
+            ws.column_dimensions[get_column_letter(i)].width = w
         ws.freeze_panes = "A2"
         header_cells = []
         for h in headers:

@@ -23,7 +23,6 @@ What is counted (``basis`` in the data says the same):
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -42,17 +41,14 @@ from ..reports.render import (
     Rate,
     Translator,
     _css_string,
-    _fixed_zip_time,
-    _normalize_zip,
     _page_counter_content,
     _table,
-    _xlsx_cell,
     format_duration,
     format_month,
     format_time,
     parse_time,
-    sheet_name,
     translator,
+    write_workbook,
 )
 from ..reports.svg import esc
 from .calendar import SHANGHAI
@@ -253,19 +249,7 @@ def render_sla_xlsx(data: Mapping[str, Any], locale: str = "zh_CN") -> bytes:
 
     Counts are integers, rates fractions formatted as percentages, times seconds (numbers), contract
     dates Excel dates; the same data gives the same bytes."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
     _ = translator(locale)
-    wb = Workbook(write_only=True)
-    generated = parse_time(data.get("generated_at"))
-    if generated is not None:
-        wb.properties.created = generated.astimezone(dt.UTC).replace(tzinfo=None)
-    wb.properties.title = _("Monthly service desk SLA report")
-    bold, fill = Font(bold=True), PatternFill("solid", fgColor="EEF2F7")
-    wrap = Alignment(vertical="top", wrap_text=True)
     period = data["period"]
     facts: list[list[Any]] = [
         [_("Report"), _("Monthly service desk SLA report")],
@@ -279,22 +263,7 @@ def render_sla_xlsx(data: Mapping[str, Any], locale: str = "zh_CN") -> bytes:
     ]
     sheets = [(_("SLA by team"), table_headers(_), table_rows(data, _), [28, 10, 24, 24, 12, 12]),
               (_("Report information"), [_("Item"), _("Value")], facts, [22, 100])]
-    for title, headers, rows, widths in sheets:
-        ws = wb.create_sheet(sheet_name(title))
-        for i in range(len(headers)):
-            ws.column_dimensions[get_column_letter(i + 1)].width = widths[i] if i < len(widths) else 14
-        ws.freeze_panes = "A2"
-        header_cells = []
-        for h in headers:
-            c = WriteOnlyCell(ws, value=h)
-            c.font, c.fill, c.alignment = bold, fill, wrap
-            header_cells.append(c)
-        ws.append(header_cells)
-        for row in rows:
-            ws.append([_xlsx_cell(ws, v) for v in row])
-    buf = io.BytesIO()
-    wb.save(buf)
-    return _normalize_zip(buf.getvalue(), _fixed_zip_time(data), generated)
+    return write_workbook(data, _("Monthly service desk SLA report"), sheets)
 
 
 def _count(value: int) -> str:
