@@ -3,12 +3,19 @@
 # environment with the Python packages, the console's front-end assets from the npm registry, and
 # the compiled translations. Idempotent: a second run only checks.
 #   scripts/setup.sh          the platform
-#   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, pdftotext, PostgreSQL)
+#   scripts/setup.sh --with-dr  plus the DR lab (PostgreSQL server binaries, sshd, arping)
+#   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, pdftotext, PostgreSQL, the DR lab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WITH_TEST=0
-[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+WITH_DR=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) WITH_TEST=1; WITH_DR=1 ;;
+    --with-dr) WITH_DR=1 ;;
+  esac
+done
 log() { printf '\033[1;32m==>\033[0m %s\n' "$*"; }
 
 # Debian packages ------------------------------------------------------------------------------
@@ -34,14 +41,19 @@ command -v fping >/dev/null || need+=(fping)
 have_pkg libpango-1.0-0 || need+=(libpango-1.0-0)
 have_pkg libpangoft2-1.0-0 || need+=(libpangoft2-1.0-0)
 have_pkg fonts-noto-cjk || need+=(fonts-noto-cjk)
+if (( WITH_DR )); then
+  # The DR lab: a PostgreSQL pair in namespaces reached by Ansible over SSH; arping moves the service address.
+  [[ -x /usr/lib/postgresql/15/bin/postgres ]] || need+=(postgresql)
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+  command -v ssh >/dev/null || need+=(openssh-client)
+  command -v arping >/dev/null || need+=(iputils-arping)
+fi
 if (( WITH_TEST )); then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   # pdftotext reads the reports' PDFs back.
   command -v pdftotext >/dev/null || need+=(poppler-utils)
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
-  # The network lab: sshd per site namespace, ssh/sshpass and ping for the tests.
-  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
-  command -v ssh >/dev/null || need+=(openssh-client)
+  # The network lab: sshd per site namespace (the DR lab's packages above), sshpass and ping for the tests.
   command -v sshpass >/dev/null || need+=(sshpass)
   command -v ping >/dev/null || need+=(iputils-ping)
 fi

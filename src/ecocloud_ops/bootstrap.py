@@ -17,6 +17,7 @@ from .auth.service import AuthService
 from .config import Settings, load_settings
 from .crypto import AuditSigner, SecretBox, read_or_create_secret_file
 from .db import make_engine, make_session_factory, session_scope
+from .dr.service import DRService
 from .jobs.service import JobService
 from .network.service import DeviceService
 from .policies.service import PolicyService
@@ -38,6 +39,7 @@ class Services:
     devices: DeviceService
     reports: ReportService
     tickets: TicketService
+    dr: DRService
 
 
 class Container:
@@ -81,15 +83,18 @@ class Container:
     def services(self, session: Session) -> Services:
         audit = AuditLog(session, self.signer)
         policies = PolicyService(session, audit)
+        jobs = JobService(session, audit)
+        tickets = TicketService(session, audit, policies, public_url=self.settings.public_url,
+                                secret_key=lambda: self.secret_key)
         return Services(
             session=session, audit=audit, policies=policies,
             sites=SiteService(session, audit),
             auth=AuthService(session, audit, self.box, policies),
-            jobs=JobService(session, audit),
+            jobs=jobs,
             devices=DeviceService(session, audit, self.box),
             reports=ReportService(session, audit, policies, self.settings.files_dir),
-            tickets=TicketService(session, audit, policies, public_url=self.settings.public_url,
-                                  secret_key=lambda: self.secret_key),
+            tickets=tickets,
+            dr=DRService(session, audit, jobs, self.box, tickets),
         )
 
     @contextmanager

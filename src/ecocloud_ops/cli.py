@@ -156,8 +156,10 @@ def worker(app: App) -> None:
 @click.option("--port", type=int, default=None, help="Listen port (default 8080).")
 @click.option("--no-serve", is_flag=True, help="Prepare the demo instance and exit.")
 @click.option("--no-network", is_flag=True, help="Do not start the demo network of namespaces and SNMP agents.")
+@click.option("--with-dr", is_flag=True, help="Also start the DR lab (a PostgreSQL primary streaming to a hot "
+                                             "standby in namespaces) as a protected service to drill.")
 @pass_app
-def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_network: bool) -> None:
+def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_network: bool, with_dr: bool) -> None:
     """Prepare the embedded demo (SQLite, national site tree, demo accounts, a demo network the
     platform really polls) and run worker + console."""
     from .demo import prepare_demo
@@ -176,6 +178,16 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         else:
             network = DemoNetwork(c, say=click.echo)
             network.start()
+    dr_lab = None
+    if with_dr:
+        from .lab.dr_demo import DemoDR, why_not_available
+
+        why_not = why_not_available()
+        if why_not:
+            click.echo(f"DR lab not started: {why_not}", err=True)
+        else:
+            dr_lab = DemoDR(c, say=click.echo)
+            dr_lab.start()
     w = Worker(c)
     threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
     try:
@@ -184,6 +196,8 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         w.stop(wait=False)
         if network is not None:
             network.stop()
+        if dr_lab is not None:
+            dr_lab.stop()
 
 
 # Sites -----------------------------------------------------------------------------------------
@@ -1052,6 +1066,234 @@ def jobs_cancel(app: App, run_id: int) -> None:
         pb = PlaybookService.of(svc)
         run = pb.cancel(app.actor, pb.get(run_id, Scope.everything()))
         click.echo(f"run {run.id}: {run.status} — {run.status_reason}")
+
+
+# DR drills -------------------------------------------------------------------------------------
+#: Exit status of ``dr start --follow`` per final drill status.
+DRILL_EXIT = {"succeeded": 0, "failed": 2, "error": 3, "aborted": 5}
+
+
+@cli.group(cls=Group)
+def dr() -> None:
+    """DR drills: data centers, protected services, plans, drills and their reports."""
+
+
+@dr.command("centers")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def dr_centers(app: App, as_json: bool) -> None:
+    """Data centers and their roles."""
+    with app.container.unit_of_work() as svc:
+        items = [{"code": c.code, "name": c.name, "role": c.role, "location": c.location} for c in svc.dr.centers()]
+    emit(items, as_json, "\n".join(f"{c['code']:<16} {c['role']:<13} {c['name']} {c['location']}" for c in items)
+         or "no data centers")
+
+
+@dr.command("services")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def dr_services(app: App, as_json: bool) -> None:
+    """Protected services: targets, last successful drill, overdue."""
+    from .auth.scope import Scope
+    from .dr.service import service_json
+
+    with app.container.unit_of_work() as svc:
+        scope = Scope.everything()
+        overdue = {s.id for s, _ in svc.dr.overdue(scope)}
+        centers = {c.id: c for c in svc.dr.centers()}
+        items = [service_json(s, centers, s.id in overdue) | {"plans": [
+            {"id": p.id, "name": p.name, "mode": p.mode, "schedule": p.schedule} for p in svc.dr.plans(s)]}
+            for s in svc.dr.services(scope)]
+    if as_json:
+        emit(items, True)
+        return
+    for s in items:
+        click.echo(f"{s['id']:>4}  {s['name']:<24} {s['primary_center']} → {s['dr_center']}  RTO {s['rto_seconds']} s "
+                   f"RPO {s['rpo_seconds']} s  last success {s['last_success_at'] or 'never'}"
+                   + ("  OVERDUE" if s["overdue"] else "") + (f"  drill #{s['active_drill_id']} running"
+                                                            if s["active_drill_id"] else ""))
+        for p in s["plans"]:
+            click.echo(f"        plan {p['id']}: {p['name']} ({p['mode']})"
+                       + (f" scheduled {p['schedule']}" if p["schedule"] else ""))
+    if not items:
+        click.echo("no protected services (the demo with --with-dr defines one)")
+
+
+def _print_drill(data: dict[str, Any]) -> None:
+    rto, rpo = data["rto"], data["rpo"]
+
+    def fig(m: dict[str, Any]) -> str:
+        if m["measured"] is None:
+            return f"not measured (target {m['target']} s)"
+        return f"{m['measured']:.3f} s vs {m['target']} s {'PASS' if m['met'] else 'FAIL'}"
+
+    click.echo(f"drill {data['id']} [{data['status']}] {data.get('service', '')} {data['mode']} · started by "
+               f"{data['started_by']} · rollback {data['rollback']}"
+               + (f"\n  {data['status_reason']}" if data["status_reason"] else ""))
+    click.echo(f"  RTO {fig(rto)} · RPO {fig(rpo)}")
+    for st in data.get("steps", []):
+        click.echo(f"  {st['phase']:<8} {st['position'] + 1:>2}. {st['name']:<48} {st['status']:<9} {st['message']}")
+    for f in data.get("findings", []):
+        click.echo(f"  finding [{f['severity']}] {f['text']}" + (f" → {f['ticket']}" if f["ticket"] else ""))
+
+
+def _drill_data(app: App, drill_id: int) -> dict[str, Any]:
+    from .auth.scope import Scope
+    from .dr.service import drill_json, finding_json, step_json
+
+    with app.container.unit_of_work() as svc:
+        d = svc.dr.drill(drill_id, Scope.everything())
+        service = svc.dr.service(d.service_id, Scope.everything())
+        return drill_json(d, service) | {"steps": [step_json(s) for s in svc.dr.steps(d)],
+                                         "findings": [finding_json(f) for f in svc.dr.findings(d)]}
+
+
+@dr.command("start")
+@click.argument("plan_id", type=int)
+@click.option("--follow", is_flag=True, help="Run the drill now in this process and print each step as it ends; "
+                                            "exit status 0 succeeded, 2 failed, 3 error, 5 aborted.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def dr_start(app: App, plan_id: int, follow: bool, as_json: bool) -> None:
+    """Start a drill of a plan (queued for the worker, or with --follow here). Ctrl-C aborts it."""
+    import logging
+    import os
+    import socket
+    import time
+
+    from .auth.scope import Scope
+    from .automation.runner import run_in_this_process
+    from .db import utcnow
+    from .jobs.models import Job, JobState
+
+    claim = f"cli:{socket.gethostname()}:{os.getpid()}"[:128]
+    with app.container.unit_of_work() as svc:
+        d = svc.dr.start(app.actor, svc.dr.plan(plan_id, Scope.everything()))
+        drill_id, job_id = d.id, d.job_id
+        if follow:  # claimed by this process: no worker takes it
+            job = svc.session.get(Job, job_id)
+            assert job is not None
+            job.state, job.worker, job.started_at = JobState.RUNNING, claim, utcnow()
+    if not follow:
+        emit(_drill_data(app, drill_id), as_json, f"drill {drill_id} queued (job {job_id}); follow it with "
+                                                  f"'ecocloud-ops dr show {drill_id}' or in the console")
+        return
+    logging.getLogger("ecocloud_ops.jobs.runner").setLevel(logging.CRITICAL)
+    logging.getLogger("ecocloud_ops.automation.runner").setLevel(logging.WARNING)
+    assert job_id is not None
+    runner = threading.Thread(target=run_in_this_process, args=(app.container, job_id, claim), daemon=True)
+    runner.start()
+    shown: dict[int, str] = {}
+    aborting = False
+    while True:
+        try:
+            data = _drill_data(app, drill_id)
+            for st in data["steps"]:
+                if st["status"] != shown.get(st["id"]) and st["status"] not in ("pending",):
+                    shown[st["id"]] = st["status"]
+                    click.echo(f"{st['phase']:<8} {st['position'] + 1:>2}. {st['name']:<48} {st['status']:<9} "
+                               f"{st['message']}")
+            if not runner.is_alive():
+                break
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            if aborting:
+                raise
+            aborting = True
+            click.echo("aborting the drill: started steps are rolled back (Ctrl-C again to stop following)…",
+                       err=True)
+            with app.container.unit_of_work() as svc:
+                svc.dr.abort(app.actor, svc.dr.drill(drill_id, Scope.everything()))
+    data = _drill_data(app, drill_id)
+    click.echo("")
+    _print_drill(data)
+    sys.exit(DRILL_EXIT.get(data["status"], 3))
+
+
+@dr.command("drills")
+@click.option("--service", "service_id", type=int, help="One protected service.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def dr_drills(app: App, service_id: int | None, limit: int, as_json: bool) -> None:
+    """Drills, newest first."""
+    from .auth.scope import Scope
+    from .dr.service import drill_json
+
+    with app.container.unit_of_work() as svc:
+        rows, total = svc.dr.drills(Scope.everything(), service_id=service_id, limit=limit)
+        items = [drill_json(d) for d in rows]
+    if as_json:
+        emit({"total": total, "items": items}, True)
+        return
+    for d in items:
+        rto = f"{d['rto']['measured']:.1f}s" if d["rto"]["measured"] is not None else "—"
+        rpo = f"{d['rpo']['measured']:.1f}s" if d["rpo"]["measured"] is not None else "—"
+        click.echo(f"{d['id']:>5}  {d['status']:<12} {d['mode']:<17} {d['started_by']:<16} "
+                   f"{(d['started_at'] or d['created_at'])[:19]}  RTO {rto:<7} RPO {rpo}")
+    click.echo(f"{len(items)} of {total}")
+
+
+@dr.command("show")
+@click.argument("drill_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def dr_show(app: App, drill_id: int, as_json: bool) -> None:
+    """A drill: steps, rollbacks, measured RTO/RPO, findings."""
+    data = _drill_data(app, drill_id)
+    if as_json:
+        emit(data, True)
+    else:
+        _print_drill(data)
+
+
+@dr.command("abort")
+@click.argument("drill_id", type=int)
+@pass_app
+def dr_abort(app: App, drill_id: int) -> None:
+    """Abort a drill: the running step is canceled, the started steps are rolled back in reverse order."""
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        d = svc.dr.abort(app.actor, svc.dr.drill(drill_id, Scope.everything()))
+        click.echo(f"drill {d.id}: {d.status}; abort requested by {d.abort_requested_by}")
+
+
+@dr.command("confirm")
+@click.argument("drill_id", type=int)
+@click.option("--user", "username", required=True, help="The confirming user (must have the step's role).")
+@click.option("--reject", is_flag=True, help="Reject: the step fails and the drill rolls back.")
+@click.option("--note", default="")
+@pass_app
+def dr_confirm(app: App, drill_id: int, username: str, reject: bool, note: str) -> None:
+    """Confirm (or reject) the manual step a drill is waiting for, in the name of a user of its role."""
+    from .audit.service import Actor
+    from .auth.scope import Scope
+
+    with app.container.unit_of_work() as svc:
+        user = svc.auth.by_username(username)
+        if not user.is_active:
+            fail(f"user {username} is disabled")
+        actor = Actor(user.username, user.role, channel="cli", ip="local", user_id=user.id)
+        step = svc.dr.confirm(actor, svc.dr.drill(drill_id, Scope.everything()), ok=not reject, note=note)
+        click.echo(f"drill {drill_id}: {step.name}: {step.message}")
+
+
+@dr.command("report")
+@click.argument("drill_id", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the PDF.")
+@click.option("--lang", type=click.Choice(["zh_CN", "en"]), default="zh_CN", show_default=True)
+@pass_app
+def dr_report(app: App, drill_id: int, output: str, lang: str) -> None:
+    """Write a drill's report as PDF."""
+    from .auth.scope import Scope
+    from .dr.report import render_pdf, report_data
+
+    with app.container.unit_of_work() as svc:
+        data = report_data(svc.dr, svc.dr.drill(drill_id, Scope.everything()))
+    Path(output).write_bytes(render_pdf(data, lang))
+    click.echo(f"drill {drill_id}: report written to {output}")
 
 
 # Roles -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from .audit.models import AuditEntry, AuditHead
 from .auth.models import ApiToken, User, UserSession
 from .automation.models import PlaybookEvent, PlaybookRun  # noqa: F401
 from .db import Base
+from .dr.models import DataCenter, DrillFinding, DrillPlan, DrillRun, DrillStep, ProtectedService  # noqa: F401
 from .jobs.models import Job, JobLogLine, WorkerHeartbeat
 from .network.models import Device, DeviceRollup, MaintenanceWindow, Outage, OutagePeriod, PollCycle, PollerGap
 from .policies.models import Policy

@@ -108,10 +108,24 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             att = AttachmentService(svc.session, svc.audit, container.settings.files_dir).add(
                 TEST_ACTOR, t, f"attachment-{key}.txt", b"log line\n")
             objects[key] |= {"article_id": art.id, "attachment_id": att.id}
+    # A protected service per scope (Hebei in, Guangdong out) with a plan, a queued drill and a finding.
+    with container.unit_of_work() as svc:
+        svc.dr.create_center(TEST_ACTOR, code="dc-prod", name="生产中心", role="production")
+        svc.dr.create_center(TEST_ACTOR, code="dc-dr", name="同城灾备中心", role="same_city_dr")
+        for key, site in (("in", "130100"), ("out", "440100")):
+            ps = svc.dr.save_service(TEST_ACTOR, name=f"dr-service-{key}", site_code=site, primary_center="dc-prod",
+                                     dr_center="dc-dr", rto_seconds=60, rpo_seconds=5, health_kind="tcp",
+                                     health_target="127.0.0.1:9")
+            plan = svc.dr.save_plan(TEST_ACTOR, ps, name=f"plan-{key}", mode="test",
+                                    steps=[{"name": "ping", "kind": "playbook", "playbook": "ping"}])
+            drill = svc.dr.start(TEST_ACTOR, plan)
+            finding = svc.dr.add_finding(TEST_ACTOR, drill, "info", f"finding-{key}", open_ticket=False)
+            objects[key] |= {"service_id": ps.id, "plan_id": plan.id, "drill_id": drill.id, "finding_id": finding.id}
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
                                                   "hostname": "198.18.200.2", "article_id": "kb-title-out",
-                                                  "attachment_id": "attachment-out.txt"})
+                                                  "attachment_id": "attachment-out.txt",
+                                                  "service_id": "dr-service-out", "drill_id": "finding-out"})
 
 
 def console_client(app: Flask, container: Container, acc: Account) -> FlaskClient:

@@ -47,6 +47,8 @@ PERMISSIONS: dict[str, str] = {
     "servicedesk.work": "assign and work service-desk tickets (vendor engineers: their team's)",
     "servicedesk.manage": "edit SLA policies, teams, routing, rosters and the working calendar",
     "dr.read": "see DR centers, plans and drills",
+    "dr.manage": "define data centers, protected services and drill plans",
+    "dr.run": "start and abort drills, confirm manual steps, record findings",
 }
 
 _READ_ALL = {p for p in PERMISSIONS if p.endswith((".read", ".view"))}
@@ -64,7 +66,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "servicedesk.use", "servicedesk.work", "dr.read"}),
     Role.NETWORK_OPS: frozenset({
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",
-        "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use", "servicedesk.work"}),
+        "network.read", "network.manage", "configs.read", "reports.read", "servicedesk.use", "servicedesk.work",
+        "dr.read"}),
     Role.ASSESSMENT_OFFICER: frozenset({
         "console.view", "sites.read", "jobs.read", "tokens.own", "network.read", "reports.read",
         "reports.manage"}),
@@ -72,8 +75,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "console.view", "sites.read", "users.read", "jobs.read", "tokens.own", "servicedesk.use",
         "servicedesk.work", "network.read"}),
     Role.DR_COORDINATOR: frozenset({
-        "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "dr.read", "cloud.read",
-        "servicedesk.use", "servicedesk.work"}),
+        "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "dr.read", "dr.manage", "dr.run",
+        "cloud.read", "servicedesk.use", "servicedesk.work"}),
     Role.VENDOR_ENGINEER: frozenset({"console.view", "sites.read", "tokens.own", "servicedesk.use",
                                      "servicedesk.work"}),
     Role.PROVINCIAL_STAFF: frozenset({

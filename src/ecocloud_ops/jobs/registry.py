@@ -166,6 +166,20 @@ def _playbook(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return playbook_job(ctx, params)
 
 
+def _drill(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from ..dr.engine import drill_job
+
+    return drill_job(ctx, params)
+
+
+def _dr_schedule(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    with ctx.unit_of_work() as svc:
+        lines = svc.dr.start_due(ctx.actor)
+    for line in lines:
+        ctx.log(line)
+    return {"plans": len(lines)}
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -201,6 +215,9 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("system.sleep", _sleep, "jobs.manage", "Wait, report progress, honour cancel (diagnostics)"),
         JobKind("automation.playbook", _playbook, "jobs.manage",
                 "Run an Ansible playbook of playbooks/ (started as a playbook run: POST /playbook-runs)"),
+        JobKind("dr.drill", _drill, "dr.run",
+                "Run a DR drill step by step (started from a drill plan: POST /dr/plans/<id>/drills)"),
+        JobKind("dr.schedule", _dr_schedule, "jobs.manage", "Start the scheduled DR drills that are due"),
         JobKind("servicedesk.sla_check", _sla_check, "jobs.manage",
                 "Service desk SLA check: warnings, breaches, escalation, unassigned and out-of-hours tickets"),
     ]
@@ -215,4 +232,5 @@ SCHEDULES: list[tuple[str, str, dict[str, Any]]] = [
     # The previous month's draft, at 01:00 on the 1st.
     ("monthly-connectivity-report", "reports.connectivity", {"day": 1, "hour": 1, "minute": 0}),
     ("servicedesk-sla-check", "servicedesk.sla_check", {"minute": "*/5"}),
+    ("dr-schedule", "dr.schedule", {"minute": "*/5"}),
 ]

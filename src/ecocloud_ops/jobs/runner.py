@@ -129,6 +129,8 @@ class Worker:
 
             if runs := settle_orphaned_runs(svc):
                 log.warning("marked %d playbook run(s) of ended jobs: %s", len(runs), runs)
+            if drills := svc.dr.settle_orphans():
+                log.warning("marked %d drill(s) of ended jobs as error: %s", len(drills), drills)
         store = SQLAlchemyJobStore(engine=self.container.engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=TZ)
         for sched_id, kind, cron in SCHEDULES:

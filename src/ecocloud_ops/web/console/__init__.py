@@ -9,6 +9,7 @@ def register_console(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .automation import bp as automation_bp
+    from .dr import bp as dr_bp
     from .main import bp as main_bp
     from .network import bp as network_bp
     from .reports import bp as reports_bp
@@ -21,3 +22,4 @@ def register_console(app: Flask) -> None:
     app.register_blueprint(reports_bp)
     app.register_blueprint(servicedesk_bp)
     app.register_blueprint(automation_bp)
+    app.register_blueprint(dr_bp)

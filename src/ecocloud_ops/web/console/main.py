@@ -30,7 +30,7 @@ DOMAINS: dict[str, dict[str, Any]] = {
     "servicedesk": {"endpoint": "servicedesk.index", "permission": "servicedesk.use", "title": _l("Service desk"),
                     "text": _l("Tickets from provincial and local staff, SLAs on the Chinese business calendar, "
                                "internal and vendor teams, incidents opened automatically from outages.")},
-    "dr": {"endpoint": "main.dr", "permission": "dr.read", "title": _l("DR drills"),
+    "dr": {"endpoint": "dr.index", "permission": "dr.read", "title": _l("DR drills"),
            "text": _l("Data centers, protected services and drill plans run step by step as Ansible playbooks, "
                       "with measured RTO and RPO and a drill report.")},
 }
@@ -45,8 +45,10 @@ def home() -> Any:
     root = None
     if not g.scope.national:
         root = svc.sites.by_code(g.user.site.code)
+    # Protected services without a successful drill within their interval (or never drilled).
+    overdue = svc.dr.overdue(g.scope) if has_permission(g.user.role, "dr.read") else []
     return render_template("home.html", counts=counts, jobs=jobs, scope_root=root,
-                           worker_alive=_worker_alive(), domains=DOMAINS)
+                           worker_alive=_worker_alive(), domains=DOMAINS, dr_overdue=overdue)
 
 
 def _worker_alive() -> bool:
@@ -161,7 +163,7 @@ def _domain_view(name: str) -> Any:
 
 
 for _name in DOMAINS:
-    if _name not in ("network", "reports", "servicedesk"):  # built: their own blueprints
+    if _name not in ("network", "reports", "servicedesk", "dr"):  # built: their own blueprints
         bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
 
 
