@@ -19,6 +19,7 @@ DEMO_USERS = [
     ("officer", "assessment_officer", "000000", "考核专员 赵评", None),
     ("net.ops", "network_ops", "000000", "网络运维 张工", None),
     ("auditor", "auditor", "000000", "审计员 李审", None),
+    ("dr.coord", "dr_coordinator", "000000", "灾备协调员 陈工", None),
     ("secadmin", "security_admin", "000000", "安全管理员 王安", None),
 ]
 
