@@ -22,18 +22,16 @@ from sqlalchemy import select
 
 from ..db import utcnow
 from ..reports.render import (
-    CSS,
     DASH,
     Cell,
     Translator,
-    _css_string,
     _heading,
-    _page_counter_content,
     _para,
     _table,
     format_time,
+    html_document,
     met_label,
-    parse_time,
+    pdf_from_html,
     translator,
 )
 from ..reports.svg import esc
@@ -408,23 +406,11 @@ def render_html(data: Mapping[str, Any], locale: str = "zh_CN", *, links: Mappin
         add(_para(_("No findings."), "empty"))
     add("</section>")
 
-    header = f"{title} · {service['name']} · #{drill['id']}"
-    css = (CSS.replace("@HEADER@", _css_string(header)).replace("@HEADER_RIGHT@", _css_string(verdict))
-           .replace("@FOOTER@", _page_counter_content(_("Page %(page)s of %(pages)s")))) + EXTRA_CSS
-    lang = "zh-CN" if locale == "zh_CN" else "en"
-    generated = parse_time(data.get("generated_at"))
-    created = f'<meta name="dcterms.created" content="{esc(generated.isoformat())}">' if generated else ""
-    return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{esc(title)} · {esc(subtitle)}</title>\n"
-            f'<meta name="generator" content="EcoCloud Ops">\n{created}\n'
-            f"<style>{css}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
+    return html_document(parts, title=f"{title} · {subtitle}", header=f"{title} · {service['name']} · #{drill['id']}",
+                         header_right=verdict, locale=locale, generated_at=data.get("generated_at"), _=_,
+                         extra_css=EXTRA_CSS)
 
 
 def render_pdf(data: Mapping[str, Any], locale: str = "zh_CN") -> bytes:
     """The report as PDF: :func:`render_html` laid out by WeasyPrint (A4, CJK font embedded)."""
-    import weasyprint
-
-    pdf = weasyprint.HTML(string=render_html(data, locale)).write_pdf()
-    if pdf is None:  # write_pdf without a target returns the bytes
-        raise RuntimeError("WeasyPrint returned no PDF")
-    return bytes(pdf)
+    return pdf_from_html(render_html(data, locale))

@@ -91,6 +91,8 @@ from .netlab import (
     _run,
     _run_parallel,
     _unregister,
+    lab_workdir,
+    register_lab,
 )
 
 log = logging.getLogger(__name__)
@@ -389,22 +391,11 @@ class DRLab:
             raise RuntimeError(f"no free /{BLOCK_PREFIX} left in {LAB_RANGE} on this host")
         self.network = candidate
         self._addr = self._plan(candidate)
-        try:
-            _REGISTRY.mkdir(mode=0o755, exist_ok=True)
-            (_REGISTRY / f"{self.name}.json").write_text(json.dumps(
-                {"pid": os.getpid(), "network": str(candidate), "used": [str(candidate)], "kind": "drlab"}))
-        except OSError as exc:
-            log.warning("drlab %s: cannot register in %s: %s", self.name, _REGISTRY, exc)
+        register_lab(self.name, str(candidate), [str(candidate)], kind="drlab")
 
     def _prepare_workdir(self) -> None:
-        if self._workdir_arg is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"drlab-{self.name}-"))
-            self._own_workdir = True
-        else:
-            self.workdir = self._workdir_arg.resolve()
-            self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir, self._own_workdir = lab_workdir(f"drlab-{self.name}", self._workdir_arg)
         self.workdir.chmod(0o755)  # postgres must reach its directories below
-        (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         ssh_dir = self.workdir / "ssh"
         if ssh_dir.exists():
             shutil.rmtree(ssh_dir)

@@ -583,21 +583,10 @@ class NetLab:
             if net == self.network or any(net.overlaps(prefix) for prefix in used):
                 raise RuntimeError(f"{self.network} is already in use on this host ({net}: {owner}); "
                                    f"another lab is running? Give this one network='auto' or a disjoint block")
-        try:
-            _REGISTRY.mkdir(mode=0o755, exist_ok=True)
-            (_REGISTRY / f"{self.name}.json").write_text(json.dumps(
-                {"pid": os.getpid(), "network": str(self.network), "used": [str(p) for p in used]}))
-        except OSError as exc:
-            log.warning("netlab %s: cannot register in %s: %s", self.name, _REGISTRY, exc)
+        register_lab(self.name, str(self.network), [str(p) for p in used])
 
     def _prepare_workdir(self) -> None:
-        if self._workdir_arg is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"netlab-{self.name}-"))
-            self._own_workdir = True
-        else:
-            self.workdir = self._workdir_arg.resolve()
-            self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "owner.pid").write_text(f"{os.getpid()}\n")
+        self.workdir, self._own_workdir = lab_workdir(f"netlab-{self.name}", self._workdir_arg)
         client = self.workdir / "snmp-client"
         client.mkdir(exist_ok=True)
         (client / "snmp.conf").write_text("mibs :\n")
@@ -1020,6 +1009,28 @@ def _running_labs() -> dict[str, list[ipaddress.IPv4Network]]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return labs
+
+
+def register_lab(name: str, network: str, used: list[str], **extra: str) -> None:
+    """Record a running lab's block in the registry (see the module docstring); a failure only warns."""
+    try:
+        _REGISTRY.mkdir(mode=0o755, exist_ok=True)
+        (_REGISTRY / f"{name}.json").write_text(json.dumps(
+            {"pid": os.getpid(), "network": network, "used": used} | extra))
+    except OSError as exc:
+        log.warning("lab %s: cannot register in %s: %s", name, _REGISTRY, exc)
+
+
+def lab_workdir(prefix: str, given: Path | None) -> tuple[Path, bool]:
+    """The lab's working directory (a new temporary one unless given) with the owner's pid in it; True when
+    the lab created it (and removes it at the end)."""
+    if given is None:
+        workdir, own = Path(tempfile.mkdtemp(prefix=f"{prefix}-")), True
+    else:
+        workdir, own = given.resolve(), False
+        workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
+    return workdir, own
 
 
 def _unregister(name: str, pid: int | None) -> None:

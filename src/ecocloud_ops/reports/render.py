@@ -851,14 +851,20 @@ def render_html(data: Mapping[str, Any], locale: str = "zh_CN") -> str:
                    widths=(10, 22, 13, 10, 9, 13, 10, 13)))
     add("</section>")
 
-    header = f"{title} · {month}"
-    css = (CSS.replace("@HEADER@", _css_string(header)).replace("@HEADER_RIGHT@", _css_string(scope_text))
-           .replace("@FOOTER@", _page_counter_content(_("Page %(page)s of %(pages)s"))))
+    return html_document(parts, title=f"{title} {month}", header=f"{title} · {month}", header_right=scope_text,
+                         locale=locale, generated_at=data.get("generated_at"), _=_)
+
+
+def html_document(parts: Sequence[str], *, title: str, header: str, header_right: str, locale: str,
+                  generated_at: str | None, _: Translator, extra_css: str = "") -> str:
+    """A report's standalone HTML: the A4 page CSS with running header and page counter, then ``parts``."""
+    css = (CSS.replace("@HEADER@", _css_string(header)).replace("@HEADER_RIGHT@", _css_string(header_right))
+           .replace("@FOOTER@", _page_counter_content(_("Page %(page)s of %(pages)s")))) + extra_css
     lang = "zh-CN" if locale == "zh_CN" else "en"
-    generated = parse_time(data.get("generated_at"))
+    generated = parse_time(generated_at)
     created = f'<meta name="dcterms.created" content="{esc(generated.isoformat())}">' if generated else ""
     return (f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n<meta charset="utf-8">\n'
-            f"<title>{esc(title)} {esc(month)}</title>\n"
+            f"<title>{esc(title)}</title>\n"
             f'<meta name="generator" content="EcoCloud Ops">\n{created}\n'
             f"<style>{css}</style>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n")
 
@@ -871,9 +877,14 @@ def render_pdf(data: Mapping[str, Any], locale: str = "zh_CN") -> bytes:
     """The report as PDF: :func:`render_html` laid out by WeasyPrint (A4, CJK font embedded).
 
     Slow for a national report (about a minute for ~170 pages): call it from a background job."""
+    return pdf_from_html(render_html(data, locale))
+
+
+def pdf_from_html(html: str) -> bytes:
+    """WeasyPrint's PDF of a standalone HTML document (A4, CJK font embedded)."""
     import weasyprint
 
-    pdf = weasyprint.HTML(string=render_html(data, locale)).write_pdf()
+    pdf = weasyprint.HTML(string=html).write_pdf()
     if pdf is None:  # write_pdf without a target returns the bytes
         raise RuntimeError("WeasyPrint returned no PDF")
     return bytes(pdf)
