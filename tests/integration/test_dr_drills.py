@@ -579,8 +579,8 @@ def test_api_drill_lifecycle(client: Any, container: Container, coord: dict[str,
     r = client.patch(f"/api/v1/dr/services/{sid}", headers=coord, json={"rto_seconds": 0})
     assert r.status_code == 422 and r.get_json()["error"]["details"][0]["field"] == "rto_seconds"
     # Read-only and out-of-role callers.
-    ops = {"Authorization": f"Bearer {api_token(container, make_user('n.ops', 'network_ops'))}"}
-    assert client.get("/api/v1/dr/services", headers=ops).status_code == 403
+    desk = {"Authorization": f"Bearer {api_token(container, make_user('d.desk', 'desk_agent'))}"}
+    assert client.get("/api/v1/dr/services", headers=desk).status_code == 403
     aud = {"Authorization": f"Bearer {api_token(container, make_user('a.aud', 'auditor'))}"}
     assert client.get(f"/api/v1/dr/drills/{drill['id']}", headers=aud).status_code == 200
     assert client.post(f"/api/v1/dr/plans/{plan_id}/drills", headers=aud).status_code == 403
