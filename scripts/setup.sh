@@ -55,6 +55,8 @@ if (( WITH_TEST )); then
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
   # The network lab: sshd per site namespace (the DR lab's packages above), sshpass and ping for the tests.
   command -v sshpass >/dev/null || need+=(sshpass)
+  # The OpenStack lab runs its own RabbitMQ node on loopback (the package's own service is not started).
+  [[ -x /usr/sbin/rabbitmq-server ]] || need+=(rabbitmq-server)
   command -v ping >/dev/null || need+=(iputils-ping)
 fi
 if (( ${#need[@]} )); then

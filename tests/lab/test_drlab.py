@@ -69,13 +69,17 @@ def query(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
 
 
 def write_markers(dsn: str, drill: int, seqs: range) -> None:
+    """Marker rows of series ``drill``, stored under ``-drill``: the platform's drills in the same session write
+    positive ids. A series that starts at 1 starts clean."""
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if seqs.start == 1:
+            conn.execute("DELETE FROM dr_markers WHERE drill = %s", (-drill,))
         for seq in seqs:
-            conn.execute("INSERT INTO dr_markers (drill, seq) VALUES (%s, %s)", (drill, seq))
+            conn.execute("INSERT INTO dr_markers (drill, seq) VALUES (%s, %s)", (-drill, seq))
 
 
 def markers(dsn: str, drill: int) -> list[int]:
-    return [r[0] for r in query(dsn, "SELECT seq FROM dr_markers WHERE drill = %s ORDER BY seq", (drill,))]
+    return [r[0] for r in query(dsn, "SELECT seq FROM dr_markers WHERE drill = %s ORDER BY seq", (-drill,))]
 
 
 def wait_for(what: str, check: Any, timeout: float = 10) -> None:
