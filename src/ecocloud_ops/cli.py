@@ -1139,13 +1139,10 @@ def _print_drill(data: dict[str, Any]) -> None:
 
 def _drill_data(app: App, drill_id: int) -> dict[str, Any]:
     from .auth.scope import Scope
-    from .dr.service import drill_json, finding_json, step_json
+    from .dr.service import drill_detail
 
     with app.container.unit_of_work() as svc:
-        d = svc.dr.drill(drill_id, Scope.everything())
-        service = svc.dr.service(d.service_id, Scope.everything())
-        return drill_json(d, service) | {"steps": [step_json(s) for s in svc.dr.steps(d)],
-                                         "findings": [finding_json(f) for f in svc.dr.findings(d)]}
+        return drill_detail(svc.dr, svc.dr.drill(drill_id, Scope.everything()))
 
 
 @dr.command("start")

@@ -113,6 +113,15 @@ class DRService:
             raise NotFound(f"protected service {service_id} not found")
         return s
 
+    def _of_service(self, model: Any, row_id: int, scope: Scope, what: str) -> Any:
+        """A plan or drill by id, if its service is in the caller's scope; NotFound otherwise."""
+        row = self.session.execute(
+            select(model).join(ProtectedService, ProtectedService.id == model.service_id)
+            .where(model.id == row_id, scope.code_clause(ProtectedService.site_code))).scalar()
+        if row is None:
+            raise NotFound(f"{what} {row_id} not found")
+        return row
+
     def secret(self, service: ProtectedService, name: str) -> str | None:
         token = getattr(service, SECRET_FIELDS[name])
         return self.box.decrypt(token) if token else None
@@ -236,12 +245,7 @@ class DRService:
                                          .order_by(DrillPlan.id)).scalars())
 
     def plan(self, plan_id: int, scope: Scope) -> DrillPlan:
-        p = self.session.execute(
-            select(DrillPlan).join(ProtectedService, ProtectedService.id == DrillPlan.service_id)
-            .where(DrillPlan.id == plan_id, scope.code_clause(ProtectedService.site_code))).scalar()
-        if p is None:
-            raise NotFound(f"drill plan {plan_id} not found")
-        return p
+        return self._of_service(DrillPlan, plan_id, scope, "drill plan")
 
     def save_plan(self, actor: Actor, service: ProtectedService, plan: DrillPlan | None = None, *,
                   name: str | None = None, mode: str | None = None, steps: Any = None,
@@ -314,12 +318,7 @@ class DRService:
         return drill
 
     def drill(self, drill_id: int, scope: Scope) -> DrillRun:
-        d = self.session.execute(
-            select(DrillRun).join(ProtectedService, ProtectedService.id == DrillRun.service_id)
-            .where(DrillRun.id == drill_id, scope.code_clause(ProtectedService.site_code))).scalar()
-        if d is None:
-            raise NotFound(f"drill {drill_id} not found")
-        return d
+        return self._of_service(DrillRun, drill_id, scope, "drill")
 
     def drills(self, scope: Scope, *, service_id: int | None = None, status: str | None = None,
                limit: int = 50, offset: int = 0) -> tuple[list[DrillRun], int]:
@@ -484,6 +483,13 @@ def drill_json(d: DrillRun, service: ProtectedService | None = None) -> dict[str
     if service is not None:
         out["service"] = service.name
     return out
+
+
+def drill_detail(dr: DRService, d: DrillRun) -> dict[str, Any]:
+    """A drill with its steps (and rollbacks) and findings: the API's and the CLI's view."""
+    service = dr.session.get(ProtectedService, d.service_id)
+    return drill_json(d, service) | {"steps": [step_json(s) for s in dr.steps(d)],
+                                     "findings": [finding_json(f) for f in dr.findings(d)]}
 
 
 def step_json(s: DrillStep) -> dict[str, Any]:

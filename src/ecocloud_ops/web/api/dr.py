@@ -8,7 +8,7 @@ from flask import Response, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...dr.models import DrillRun
-from ...dr.service import DRService, drill_json, finding_json, service_json, step_json
+from ...dr.service import DRService, drill_detail, drill_json, finding_json, service_json, step_json
 from ..security import services
 from . import PAGE_QUERY, _page_args, operation, parse_body
 
@@ -22,10 +22,7 @@ def _centers() -> dict[int, Any]:
 
 
 def _drill_full(d: DrillRun) -> dict[str, Any]:
-    svc = dr()
-    service = svc.service(d.service_id, g.scope)
-    return drill_json(d, service) | {"steps": [step_json(s) for s in svc.steps(d)],
-                                     "findings": [finding_json(f) for f in svc.findings(d)]}
+    return drill_detail(dr(), d)
 
 
 @operation("/dr/centers", "GET", "Data centers (production, same-city DR, remote DR)", "dr.read")
