@@ -4,15 +4,18 @@
 # the compiled translations. Idempotent: a second run only checks.
 #   scripts/setup.sh          the platform
 #   scripts/setup.sh --with-dr  plus the DR lab (PostgreSQL server binaries, sshd, arping)
+#   scripts/setup.sh --with-cloud  plus the OpenStack lab (RabbitMQ, sshd; its own venv is made at first start)
 #   scripts/setup.sh --test   the platform plus what the test suite needs (chromium, pdftotext, PostgreSQL, the DR lab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WITH_TEST=0
 WITH_DR=0
+WITH_CLOUD=0
 for arg in "$@"; do
   case "$arg" in
-    --test) WITH_TEST=1; WITH_DR=1 ;;
+    --test) WITH_TEST=1; WITH_DR=1; WITH_CLOUD=1 ;;
+    --with-cloud) WITH_CLOUD=1 ;;
     --with-dr) WITH_DR=1 ;;
   esac
 done
@@ -48,6 +51,13 @@ if (( WITH_DR )); then
   command -v ssh >/dev/null || need+=(openssh-client)
   command -v arping >/dev/null || need+=(iputils-arping)
 fi
+if (( WITH_CLOUD )); then
+  # The OpenStack lab runs its own RabbitMQ node on loopback (the package's own service is not started);
+  # sshd serves the stand-in guests the post-boot playbook configures.
+  [[ -x /usr/sbin/rabbitmq-server ]] || need+=(rabbitmq-server)
+  [[ -x /usr/sbin/sshd ]] || need+=(openssh-server)
+  command -v ssh >/dev/null || need+=(openssh-client)
+fi
 if (( WITH_TEST )); then
   [[ -x /usr/bin/chromium ]] || need+=(chromium)
   # pdftotext reads the reports' PDFs back.
@@ -55,8 +65,6 @@ if (( WITH_TEST )); then
   command -v pg_ctlcluster >/dev/null || need+=(postgresql)
   # The network lab: sshd per site namespace (the DR lab's packages above), sshpass and ping for the tests.
   command -v sshpass >/dev/null || need+=(sshpass)
-  # The OpenStack lab runs its own RabbitMQ node on loopback (the package's own service is not started).
-  [[ -x /usr/sbin/rabbitmq-server ]] || need+=(rabbitmq-server)
   command -v ping >/dev/null || need+=(iputils-ping)
 fi
 if (( ${#need[@]} )); then

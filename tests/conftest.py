@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from ecocloud_ops.audit.service import Actor, ensure_head
 from ecocloud_ops.bootstrap import Container, Services
 from ecocloud_ops.config import load_settings
+from ecocloud_ops.lab.cloud_demo import POOLS as DEMO_POOLS
 from ecocloud_ops.migrate import upgrade
 from ecocloud_ops.models import Base
 from ecocloud_ops.policies.service import seed_defaults
@@ -211,3 +212,23 @@ def audit_count(container: Container) -> int:
 
     with container.unit_of_work() as svc:
         return int(svc.session.execute(select(func.count()).select_from(AuditEntry)).scalar_one())
+
+
+#: The three pools of the tests: the demo's (three availability zones of one cloud, as in the OpenStack lab).
+CLOUD_POOLS = DEMO_POOLS
+
+
+@pytest.fixture
+def fake_cloud(container: Container) -> Any:
+    """The three pools on FakeCloud adapters (console, API and CLI tests; the real adapter's tests are in
+    tests/lab). Returns the factory: ``fake_cloud.clouds[pool]`` is a pool's FakeCloud."""
+    from ecocloud_ops.cloud.fake import fake_factory
+    from ecocloud_ops.cloud.pools import Connector
+
+    factory = fake_factory()
+    settings = container.settings.model_copy(update={"cloud_pools": CLOUD_POOLS})
+    connector = Connector(settings, factory=factory)
+    for pool in connector.pools:
+        connector.adapter(pool.name)  # so that factory.clouds holds every pool from the start
+    container.__dict__["cloud"] = connector
+    return factory

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .audit.service import AuditLog
 from .auth.service import AuthService
+from .cloud.pools import Connector
+from .cloud.service import CloudService
 from .config import Settings, load_settings
 from .crypto import AuditSigner, SecretBox, read_or_create_secret_file
 from .db import make_engine, make_session_factory, session_scope
@@ -40,6 +42,7 @@ class Services:
     reports: ReportService
     tickets: TicketService
     dr: DRService
+    cloud: CloudService
 
 
 class Container:
@@ -76,6 +79,11 @@ class Container:
         return SecretBox(key)
 
     @cached_property
+    def cloud(self) -> Connector:
+        """The resource pools (settings) and an adapter per pool, connected on first use."""
+        return Connector(self.settings)
+
+    @cached_property
     def secret_key(self) -> str:
         return self.settings.secret_key or read_or_create_secret_file(
             self.settings.instance_dir / "secret_key").decode()
@@ -95,6 +103,7 @@ class Container:
             reports=ReportService(session, audit, policies, self.settings.files_dir),
             tickets=tickets,
             dr=DRService(session, audit, jobs, self.box, tickets),
+            cloud=CloudService(session, audit, jobs, self.box, lambda: self.cloud, tickets),
         )
 
     @contextmanager
@@ -104,5 +113,7 @@ class Container:
             yield self.services(session)
 
     def dispose(self) -> None:
+        if "cloud" in self.__dict__:
+            self.cloud.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

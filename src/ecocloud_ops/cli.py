@@ -158,8 +158,11 @@ def worker(app: App) -> None:
 @click.option("--no-network", is_flag=True, help="Do not start the demo network of namespaces and SNMP agents.")
 @click.option("--with-dr", is_flag=True, help="Also start the DR lab (a PostgreSQL primary streaming to a hot "
                                              "standby in namespaces) as a protected service to drill.")
+@click.option("--with-cloud", is_flag=True, help="Also start the OpenStack lab (~2 GB of memory) as the three "
+                                                "resource pools, with a few onboarded tenants.")
 @pass_app
-def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_network: bool, with_dr: bool) -> None:
+def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_network: bool, with_dr: bool,
+         with_cloud: bool) -> None:
     """Prepare the embedded demo (SQLite, national site tree, demo accounts, a demo network the
     platform really polls) and run worker + console."""
     from .demo import prepare_demo
@@ -188,6 +191,22 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
         else:
             dr_lab = DemoDR(c, say=click.echo)
             dr_lab.start()
+    cloud_lab = None
+    if with_cloud:
+        from .lab.cloud_demo import DemoCloud
+        from .lab.cloud_demo import why_not_available as cloud_why_not
+
+        why_not = cloud_why_not()
+        if why_not:
+            click.echo(f"OpenStack lab not started: {why_not}", err=True)
+        else:
+            cloud_lab = DemoCloud(c, say=click.echo)
+            try:
+                cloud_lab.start()
+            except Exception as exc:
+                cloud_lab.stop()
+                cloud_lab = None
+                click.echo(f"OpenStack lab failed to start: {exc}", err=True)
     w = Worker(c)
     threading.Thread(target=w.run_forever, name="worker", daemon=True).start()
     try:
@@ -198,6 +217,8 @@ def demo(app: App, host: str | None, port: int | None, no_serve: bool, no_networ
             network.stop()
         if dr_lab is not None:
             dr_lab.stop()
+        if cloud_lab is not None:
+            cloud_lab.stop()
 
 
 # Sites -----------------------------------------------------------------------------------------
@@ -1291,6 +1312,463 @@ def dr_report(app: App, drill_id: int, output: str, lang: str) -> None:
         data = report_data(svc.dr, svc.dr.drill(drill_id, Scope.everything()))
     Path(output).write_bytes(render_pdf(data, lang))
     click.echo(f"drill {drill_id}: report written to {output}")
+
+
+# Cloud tenants ---------------------------------------------------------------------------------
+#: Exit status of ``cloud ... --wait`` per final job state.
+JOB_EXIT = {"succeeded": 0, "failed": 2, "canceled": 5}
+
+
+@cli.group(cls=Group)
+def cloud() -> None:
+    """Cloud tenants: resource pools, tenants (onboard, offboard, quotas), VMs and the inventory sync."""
+
+
+def _parse_quotas(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            fail(f"{pair!r}: expected NAME=VALUE (e.g. cores=40)", 2)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _no_worker_warning(app: App) -> None:
+    with app.container.unit_of_work() as svc:
+        idle = not svc.jobs.live_workers(app.container.settings.worker_heartbeat_seconds)
+    if idle:
+        click.echo("warning: no worker is running: start 'ecocloud-ops worker', or use --wait", err=True)
+
+
+def _wait_job(app: App, job_id: int, label: str) -> dict[str, Any]:
+    """Run a queued job in this process (claimed first, so no worker takes it too), or follow the worker that
+    already has it, with a progress bar from the job's own progress. Ctrl-C cancels the job. Returns the job."""
+    import logging
+    import os
+    import socket
+    import time
+
+    from sqlalchemy import update
+
+    from .auth.scope import Scope
+    from .automation.runner import run_in_this_process
+    from .db import utcnow
+    from .jobs.models import FINAL_STATES, Job, JobState
+    from .web.api import job_json
+
+    claim = f"cli:{socket.gethostname()}:{os.getpid()}"[:128]
+    with app.container.unit_of_work() as svc:
+        claimed = svc.session.execute(update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED).values(
+            state=JobState.RUNNING, worker=claim, started_at=utcnow()))
+        mine = getattr(claimed, "rowcount", 0) == 1
+    runner: threading.Thread | None = None
+    if mine:
+        # The outcome is printed below; the worker's traceback of a failed job would only repeat it.
+        logging.getLogger("ecocloud_ops.jobs.runner").setLevel(logging.CRITICAL)
+        runner = threading.Thread(target=run_in_this_process, args=(app.container, job_id, claim),
+                                  name=f"job-{job_id}", daemon=True)
+        runner.start()
+    else:
+        click.echo(f"job {job_id} is run by a worker; following it", err=True)
+    canceling = False
+    done = 0
+    with click.progressbar(length=100, label=label, file=sys.stderr, show_eta=False,
+                           item_show_func=lambda m: m) as bar:
+        while True:
+            try:
+                exited = runner is not None and not runner.is_alive()  # (checked before reading the job)
+                with app.container.unit_of_work() as svc:
+                    job = svc.jobs.get(job_id, Scope.everything())
+                    data = job_json(job)
+                    final = job.state in FINAL_STATES
+                step = int(round((data["progress"] or 0) * 100)) - done
+                if step > 0 or data["message"]:
+                    bar.update(max(step, 0), (data["message"] or "")[:60])
+                    done += max(step, 0)
+                # Worker.run_job_now writes the final state before the runner thread ends.
+                if final or exited:
+                    if data["state"] == JobState.SUCCEEDED and done < 100:
+                        bar.update(100 - done, "done")
+                    break
+                time.sleep(0.3)
+            except KeyboardInterrupt:
+                if canceling:
+                    raise
+                canceling = True
+                click.echo("\ncanceling the job (Ctrl-C again to stop waiting)…", err=True)
+                with app.container.unit_of_work() as svc:
+                    try:
+                        svc.jobs.cancel(app.actor, svc.jobs.get(job_id, Scope.everything()))
+                    except EcoCloudError as exc:
+                        click.echo(f"not canceled: {exc.message}", err=True)
+    if runner is not None:
+        runner.join(timeout=5)
+    return data
+
+
+def _job_outcome(data: dict[str, Any], as_json: bool = False) -> None:
+    """One line for the job's end (stderr with --json); exit status 2 when it failed, 5 when canceled."""
+    if data["state"] == "succeeded":
+        click.echo(f"job {data['id']} succeeded" + (f": {data['message']}" if data["message"] else ""), err=as_json)
+        return
+    click.echo(f"job {data['id']} {data['state']}: {data['error'] or data['message'] or ''}", err=True)
+    sys.exit(JOB_EXIT.get(str(data["state"]), 3))
+
+
+def _print_steps(project: dict[str, Any]) -> None:
+    click.echo(f"{project['project_name']} in {project['pool']}: {project['status']}"
+               + (f" — {project['last_error']}" if project["last_error"] else ""))
+    for st in project["steps"]:
+        click.echo(f"  {st['name']:<15} {st['status']:<8} {st.get('detail') or ''}")
+
+
+@cloud.command("pools")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_pools(app: App, as_json: bool) -> None:
+    """Resource pools: zone, tenants, VMs and capacity as the last sync saw them."""
+    with app.container.unit_of_work() as svc:
+        items = svc.cloud.pools()
+    if as_json:
+        emit(items, True)
+        return
+    if not items:
+        click.echo("no cloud pools are configured (cloud_pools in the settings; see docs/cloud.md)")
+        return
+    for p in items:
+        cap = p["capacity"] or {}
+        figures = (f"vCPU {cap.get('vcpus_used', 0)}/{cap.get('vcpus_total', 0)}  "
+                   f"RAM {cap.get('ram_mb_used', 0) // 1024}/{cap.get('ram_mb_total', 0) // 1024} GB  "
+                   f"disk {cap.get('disk_gb_used', 0)}/{cap.get('disk_gb_total', 0)} GB") if cap else "never synced"
+        click.echo(f"{p['name']:<12} {p['zone']:<10} {p['cloud']}/{p['region']}/{p['availability_zone'] or '-'}  "
+                   f"{p['tenants']} tenants  {p['vms']} VMs  {figures}"
+                   + (f"  synced {p['synced_at'][:19]}" if p["synced_at"] else "")
+                   + (f"\n             last sync failed: {p['error']}" if p["error"] else ""))
+
+
+@cloud.command("sync")
+@click.option("--pool", help="One pool (default: every pool).")
+@click.option("--wait", is_flag=True, help="Run the sync now in this process with a progress bar; exit status 0 "
+                                          "succeeded, 2 failed, 5 canceled.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_sync(app: App, pool: str | None, wait: bool, as_json: bool) -> None:
+    """Pull servers, flavors, images, quota usage and capacity from the pools into the platform."""
+    from .cloud.service import JOB_SYNC
+
+    with app.container.unit_of_work() as svc:
+        if pool:
+            svc.cloud.connector.pool(pool)
+        job = svc.jobs.enqueue(app.actor, JOB_SYNC, {"pool": pool} if pool else {})
+        job_id = job.id
+    if not wait:
+        emit({"job_id": job_id}, as_json, f"sync queued (job {job_id})")
+        _no_worker_warning(app)
+        return
+    data = _wait_job(app, job_id, "syncing")
+    if as_json:
+        emit(data, True)
+    else:
+        for name, r in ((data["result"] or {}).get("pools") or {}).items():
+            click.echo(f"{name}: " + (f"failed: {r['error']}" if "error" in r else
+                                      f"{r['servers']} servers ({r['discovered']} discovered, "
+                                      f"{r['disappeared']} disappeared), {r['projects']} projects"))
+    _job_outcome(data, as_json)
+
+
+@cloud.group("tenants", cls=Group)
+def cloud_tenants() -> None:
+    """Tenants (application systems) and their project per pool."""
+
+
+@cloud_tenants.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_tenants_list(app: App, as_json: bool) -> None:
+    """Tenants with the state of their project in each pool."""
+    from .auth.scope import Scope
+    from .cloud.service import tenant_json
+
+    with app.container.unit_of_work() as svc:
+        items = [tenant_json(t, svc.cloud.projects(t)) for t in svc.cloud.tenants(Scope.everything())]
+    if as_json:
+        emit(items, True)
+        return
+    for t in items:
+        pools = ", ".join(f"{p['pool']}:{p['status']}" for p in t["projects"]) or "no pools"
+        click.echo(f"{t['id']:>4}  {t['code']:<16} {t['name']:<24} site {t['site_code']}  {pools}")
+    click.echo(f"{len(items)} tenants")
+
+
+@cloud_tenants.command("create")
+@click.option("--name", required=True, help="The application system's name.")
+@click.option("--code", required=True, help="Short id used in project names (<code>-<pool>).")
+@click.option("--site", "site_code", default="000000", show_default=True, help="Owning site code.")
+@click.option("--description", default="")
+@click.option("--user", "users", multiple=True, help="OpenStack user given the member role (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_tenants_create(app: App, name: str, code: str, site_code: str, description: str, users: tuple[str, ...],
+                         as_json: bool) -> None:
+    """Record a tenant (no cloud call: onboard it into pools afterwards)."""
+    from .cloud.service import tenant_json
+
+    with app.container.unit_of_work() as svc:
+        t = svc.cloud.save_tenant(app.actor, name=name, code=code, site_code=site_code, description=description,
+                                  users=list(users))
+        data = tenant_json(t, [])
+    emit(data, as_json, f"tenant {data['id']} {data['code']} ({data['name']}) created")
+
+
+def _tenant_project(app: App, tenant: str, pool: str) -> dict[str, Any]:
+    from .auth.scope import Scope
+    from .cloud.service import project_json
+
+    with app.container.unit_of_work() as svc:
+        return project_json(svc.cloud.project(svc.cloud.tenant(tenant, Scope.everything()), pool))
+
+
+@cloud_tenants.command("onboard")
+@click.argument("tenant")
+@click.option("--pool", required=True)
+@click.option("--quota", "quotas", multiple=True, metavar="NAME=VALUE",
+              help="A quota other than the default (repeatable), e.g. cores=40; -1 is unlimited.")
+@click.option("--cidr", help="Tenant subnet (default: a free /24 of the pool).")
+@click.option("--wait", is_flag=True, help="Run the onboarding now with a progress bar; exit status 0 succeeded, "
+                                          "2 failed (run again to continue from the failed step).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_tenants_onboard(app: App, tenant: str, pool: str, quotas: tuple[str, ...], cidr: str | None, wait: bool,
+                          as_json: bool) -> None:
+    """Onboard TENANT (id or code) into a pool: project, quotas, network, security group, roles. After a
+    failure the same command continues from the failed step."""
+    from .auth.scope import Scope
+    from .cloud.service import project_json
+
+    with app.container.unit_of_work() as svc:
+        tp = svc.cloud.onboard(app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool,
+                               quotas=_parse_quotas(quotas) or None, cidr=cidr)
+        data = project_json(tp)
+    if not wait:
+        emit(data, as_json, f"onboarding of {data['project_name']} queued (job {data['job_id']})")
+        _no_worker_warning(app)
+        return
+    job = _wait_job(app, int(data["job_id"]), f"onboarding {data['project_name']}")
+    data = _tenant_project(app, tenant, pool)
+    if as_json:
+        emit(data | {"job": job}, True)
+    else:
+        _print_steps(data)
+    _job_outcome(job, as_json)
+
+
+@cloud_tenants.command("offboard")
+@click.argument("tenant")
+@click.option("--pool", required=True)
+@click.option("--force", is_flag=True, help="Delete the tenant's VMs in the pool first (refused otherwise).")
+@click.option("--yes", is_flag=True, help="Do not ask before --force deletes VMs.")
+@click.option("--wait", is_flag=True, help="Run the offboarding now with a progress bar.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_tenants_offboard(app: App, tenant: str, pool: str, force: bool, yes: bool, wait: bool,
+                           as_json: bool) -> None:
+    """Remove TENANT's project from a pool, in reverse order; refused while VMs exist unless --force."""
+    from .auth.scope import Scope
+    from .cloud.service import project_json
+
+    if force and not yes:
+        click.confirm(f"--force deletes every VM of {tenant} in {pool}; continue?", abort=True)
+    with app.container.unit_of_work() as svc:
+        tp = svc.cloud.offboard(app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool, force=force)
+        data = project_json(tp)
+    if not wait:
+        emit(data, as_json, f"offboarding of {data['project_name']} queued (job {data['job_id']})")
+        _no_worker_warning(app)
+        return
+    job = _wait_job(app, int(data["job_id"]), f"offboarding {data['project_name']}")
+    data = _tenant_project(app, tenant, pool)
+    if as_json:
+        emit(data | {"job": job}, True)
+    else:
+        _print_steps(data)
+    _job_outcome(job, as_json)
+
+
+@cloud_tenants.command("quotas")
+@click.argument("tenant")
+@click.argument("changes", nargs=-1, metavar="[NAME=VALUE]...")
+@click.option("--pool", required=True)
+@click.option("--wait", is_flag=True, help="Apply the change now with a progress bar.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_tenants_quotas(app: App, tenant: str, changes: tuple[str, ...], pool: str, wait: bool,
+                         as_json: bool) -> None:
+    """Show TENANT's quotas and usage in a pool, or change them (e.g. cores=40 ram_mb=81920); the audit log keeps
+    the old and new values."""
+    from .auth.scope import Scope
+
+    if not changes:
+        data = _tenant_project(app, tenant, pool)
+        if as_json:
+            emit({"quotas": data["quotas"], "usage": data["usage"], "usage_at": data["usage_at"]}, True)
+            return
+        for key, limit in data["quotas"].items():
+            u = (data["usage"] or {}).get(key) or {}
+            click.echo(f"{key:<16} {limit:>8}" + (f"   in use {u.get('in_use')}" if u else ""))
+        click.echo(f"usage as of {data['usage_at'] or 'never (run cloud sync)'}")
+        return
+    with app.container.unit_of_work() as svc:
+        job = svc.cloud.change_quotas(app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool,
+                                      _parse_quotas(changes))
+        job_id = job.id
+    if not wait:
+        emit({"job_id": job_id}, as_json, f"quota change queued (job {job_id})")
+        _no_worker_warning(app)
+        return
+    data = _wait_job(app, job_id, "applying quotas")
+    if as_json:
+        emit(data, True)
+    _job_outcome(data, as_json)
+
+
+@cloud.group("vms", cls=Group)
+def cloud_vms() -> None:
+    """Tenant VMs: provisioning requests, listing, day-2 actions."""
+
+
+def _print_vms(items: list[dict[str, Any]]) -> None:
+    for v in items:
+        addrs = ", ".join(a for addrs in (v["addresses"] or {}).values() for a in addrs)
+        click.echo(f"{v['id']:>5}  {v['name']:<20} {v['pool']:<10} {v['stage']:<11} {v['status'] or '-':<13} "
+                   f"{v['flavor'] or '-':<10} {addrs}" + (f"  {v['fault']}" if v["fault"] else ""))
+
+
+@cloud_vms.command("create")
+@click.option("--tenant", required=True, help="Tenant id or code.")
+@click.option("--pool", required=True)
+@click.option("--name", required=True, help="A name, or a pattern: web-{n} → web-1, web-2…; {n:02} pads.")
+@click.option("--count", type=click.IntRange(1, 50), default=1, show_default=True)
+@click.option("--flavor", required=True)
+@click.option("--image", required=True)
+@click.option("--network", help="Default: the tenant's own network.")
+@click.option("--key-name", help="A key pair of the project.")
+@click.option("--password-policy", type=click.Choice(["key", "generated"]), default="key", show_default=True)
+@click.option("--playbook", help="Post-boot playbook of playbooks/ (e.g. baseline hardening).")
+@click.option("-e", "--extra-var", "extra", multiple=True, metavar="NAME=VALUE", help="A playbook variable.")
+@click.option("--request-id", help="Idempotency key (8-64 characters): submitting the same id again creates "
+                                   "nothing and shows the first request.")
+@click.option("--wait", is_flag=True, help="Provision now in this process with a progress bar; exit status 0 "
+                                          "when every VM is ready, 2 otherwise.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_vms_create(app: App, tenant: str, pool: str, name: str, count: int, flavor: str, image: str,
+                     network: str | None, key_name: str | None, password_policy: str, playbook: str | None,
+                     extra: tuple[str, ...], request_id: str | None, wait: bool, as_json: bool) -> None:
+    """Request VMs for a tenant (the quota is checked first, with what is needed vs available)."""
+    from .auth.scope import Scope
+    from .cloud.service import request_json
+
+    with app.container.unit_of_work() as svc:
+        req, created = svc.cloud.request_vms(
+            app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool, name=name, count=count, flavor=flavor,
+            image=image, network=network, key_name=key_name, password_policy=password_policy, playbook=playbook,
+            playbook_vars=_parse_extra_vars(extra) or None, uid=request_id)
+        data = request_json(req)
+    what = "created" if created else "already exists (nothing created)"
+    if not wait:
+        emit(data | {"created": created}, as_json,
+             f"request {data['id']} ({data['uid']}) {what}: {data['count']} × {data['flavor']} in {data['pool']}, "
+             f"{data['status']} (job {data['job_id']})")
+        if created:
+            _no_worker_warning(app)
+        return
+    if not as_json:
+        click.echo(f"request {data['id']} ({data['uid']}) {what}")
+    job = _wait_job(app, int(data["job_id"]), f"provisioning {data['count']} VM(s)")
+    with app.container.unit_of_work() as svc:
+        req = svc.cloud.vm_request(int(data["id"]), Scope.everything())
+        data = request_json(req, svc.cloud.request_vms_of(req))
+    if as_json:
+        emit(data | {"created": created, "job": job}, True)
+    else:
+        _print_vms(data["vms"])
+        click.echo(f"request {data['id']}: {data['status']}")
+    _job_outcome(job, as_json)
+
+
+@cloud_vms.command("list")
+@click.option("--tenant", help="Tenant id or code.")
+@click.option("--pool")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted VMs.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_vms_list(app: App, tenant: str | None, pool: str | None, include_deleted: bool, as_json: bool) -> None:
+    """VMs with their stage, OpenStack status, flavor and addresses."""
+    from .auth.scope import Scope
+    from .cloud.service import vm_json
+
+    with app.container.unit_of_work() as svc:
+        t = svc.cloud.tenant(tenant, Scope.everything()) if tenant else None
+        items = [vm_json(v) for v in svc.cloud.vms(Scope.everything(), tenant=t, pool=pool,
+                                                   include_deleted=include_deleted)]
+    if as_json:
+        emit(items, True)
+        return
+    _print_vms(items)
+    click.echo(f"{len(items)} VMs")
+
+
+def _vm_action(app: App, vm_id: int, action: str, flavor: str | None, confirm: bool, wait: bool,
+               as_json: bool) -> None:
+    from .auth.scope import Scope
+    from .cloud.service import vm_json
+
+    with app.container.unit_of_work() as svc:
+        vm = svc.cloud.vm(vm_id, Scope.everything())
+        job = svc.cloud.vm_action(app.actor, vm, action, flavor=flavor, confirm=confirm)
+        name, job_id = vm.name, job.id
+    if not wait:
+        emit({"vm_id": vm_id, "action": action, "job_id": job_id}, as_json, f"{action} {name} queued (job {job_id})")
+        _no_worker_warning(app)
+        return
+    data = _wait_job(app, job_id, f"{action} {name}")
+    with app.container.unit_of_work() as svc:
+        out = vm_json(svc.cloud.vm(vm_id, Scope.everything()))
+    if as_json:
+        emit(out | {"job": data}, True)
+    else:
+        _print_vms([out])
+    _job_outcome(data, as_json)
+
+
+@cloud_vms.command("delete")
+@click.argument("vm_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (deleting cannot be undone).")
+@click.option("--wait", is_flag=True, help="Delete now with a progress bar.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_vms_delete(app: App, vm_id: int, yes: bool, wait: bool, as_json: bool) -> None:
+    """Delete a VM (asks first unless --yes)."""
+    if not yes:
+        from .auth.scope import Scope
+
+        with app.container.unit_of_work() as svc:
+            name = svc.cloud.vm(vm_id, Scope.everything()).name
+        click.confirm(f"delete VM {vm_id} ({name})? This cannot be undone", abort=True)
+    _vm_action(app, vm_id, "delete", None, True, wait, as_json)
+
+
+@cloud_vms.command("action")
+@click.argument("vm_id", type=int)
+@click.argument("action", type=click.Choice(["start", "stop", "reboot", "resize", "confirm_resize"]))
+@click.option("--flavor", help="The new flavor (resize).")
+@click.option("--wait", is_flag=True, help="Run the action now with a progress bar.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cloud_vms_action(app: App, vm_id: int, action: str, flavor: str | None, wait: bool, as_json: bool) -> None:
+    """A day-2 action on a VM: start, stop, reboot, resize --flavor, confirm_resize (audited)."""
+    _vm_action(app, vm_id, action, flavor, False, wait, as_json)
 
 
 # Roles -----------------------------------------------------------------------------------------

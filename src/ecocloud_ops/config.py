@@ -84,6 +84,22 @@ class Settings(BaseModel):
     mail_max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     #: An outage whose link stays down this long opens an incident (minutes).
     auto_incident_minutes: int = Field(default=5, ge=0, le=1440)
+    #: Cloud resource pools (see docs/cloud.md): each a table with name, zone, cloud (its clouds.yaml entry),
+    #: region and optionally availability_zone, routers, external_network. From the environment: JSON.
+    cloud_pools: list[dict[str, Any]] = Field(default_factory=list)
+    #: The clouds.yaml that holds the pools' credentials; empty: openstacksdk's standard lookup
+    #: (./clouds.yaml, ~/.config/openstack/, /etc/openstack/). Refused when other users can read it.
+    clouds_yaml: Path | None = None
+    #: Minutes between inventory syncs of every pool (servers, flavors, images, quotas, capacity).
+    cloud_sync_minutes: int = Field(default=10, ge=1, le=1440)
+    #: How the post-boot playbook reaches a new VM: its user, the private key of the request's key pair, and
+    #: how long to wait for its SSH port after ACTIVE.
+    cloud_guest_user: str = "root"
+    cloud_ssh_key_path: Path | None = None
+    cloud_ssh_wait_seconds: int = Field(default=300, ge=1, le=3600)
+    #: Extra inventory variables of every new VM for the post-boot playbook (e.g. ansible_python_interpreter);
+    #: values may use Ansible templating ({{ inventory_hostname }}). From the environment: a JSON object.
+    cloud_guest_vars: dict[str, Any] = Field(default_factory=dict)
     #: Send session cookies only over HTTPS (set true behind TLS).
     secure_cookies: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -102,6 +118,20 @@ class Settings(BaseModel):
     def _split_list(cls, v: Any) -> Any:
         """From the environment: comma-separated."""
         return [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else v
+
+    @field_validator("cloud_pools", "cloud_guest_vars", mode="before")
+    @classmethod
+    def _from_json(cls, v: Any, info: Any) -> Any:
+        """From the environment: JSON (a list of pools; an object of variables)."""
+        if isinstance(v, str):
+            import json
+
+            empty: Any = [] if info.field_name == "cloud_pools" else {}
+            try:
+                return json.loads(v) if v.strip() else empty
+            except ValueError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from exc
+        return v
 
     @field_validator("secret_key")
     @classmethod

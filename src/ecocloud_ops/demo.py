@@ -20,6 +20,7 @@ DEMO_USERS = [
     ("net.ops", "network_ops", "000000", "网络运维 张工", None),
     ("auditor", "auditor", "000000", "审计员 李审", None),
     ("dr.coord", "dr_coordinator", "000000", "灾备协调员 陈工", None),
+    ("cloud.ops", "cloud_ops", "000000", "云平台运维 刘工", None),
     ("secadmin", "security_admin", "000000", "安全管理员 王安", None),
 ]
 

@@ -3,6 +3,15 @@
 from .audit.models import AuditEntry, AuditHead
 from .auth.models import ApiToken, User, UserSession
 from .automation.models import PlaybookEvent, PlaybookRun  # noqa: F401
+from .cloud.models import (  # noqa: F401
+    CapacitySample,
+    CloudServiceRequest,
+    PoolState,
+    Tenant,
+    TenantProject,
+    Vm,
+    VmRequest,
+)
 from .db import Base
 from .dr.models import DataCenter, DrillFinding, DrillPlan, DrillRun, DrillStep, ProtectedService  # noqa: F401
 from .jobs.models import Job, JobLogLine, WorkerHeartbeat

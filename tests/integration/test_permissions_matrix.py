@@ -33,7 +33,7 @@ class World:
 
 
 @pytest.fixture
-def world(container: Container, make_user: Callable[..., Account]) -> World:
+def world(container: Container, make_user: Callable[..., Account], fake_cloud: Any) -> World:
     accounts, tokens, own = {}, {}, {}
     for role in Role:
         site = HEBEI if role in (Role.PROVINCIAL_STAFF, Role.VENDOR_ENGINEER) else "000000"
@@ -121,11 +121,46 @@ def world(container: Container, make_user: Callable[..., Account]) -> World:
             drill = svc.dr.start(TEST_ACTOR, plan)
             finding = svc.dr.add_finding(TEST_ACTOR, drill, "info", f"finding-{key}", open_ticket=False)
             objects[key] |= {"service_id": ps.id, "plan_id": plan.id, "drill_id": drill.id, "finding_id": finding.id}
+    # A cloud tenant per scope, onboarded into the internet pool (FakeCloud), with a provisioned VM (its
+    # password generated, so that the reveal answers) and a pending quota request filed through the service desk.
+    from ecocloud_ops.cloud.models import CloudServiceRequest
+    from ecocloud_ops.jobs.runner import Worker
+
+    for key, site in (("in", "130100"), ("out", "440100")):
+        with container.unit_of_work() as svc:
+            tenant = svc.cloud.save_tenant(TEST_ACTOR, name=f"cloud-tenant-{key}", code=f"tenant-{key}",
+                                           site_code=site, users=["alice"])
+            job_id = svc.cloud.onboard(TEST_ACTOR, tenant, "internet").job_id
+            tenant_id = tenant.id
+        assert job_id is not None
+        Worker(container).run_job_now(job_id)
+        with container.unit_of_work() as svc:
+            tenant = svc.cloud.tenant(tenant_id, Scope.everything())
+            req, _ = svc.cloud.request_vms(TEST_ACTOR, tenant, "internet", name=f"vm-{key}", flavor="m1.tiny",
+                                           image="cirros-fake", password_policy="generated")
+            request_id, job_id = req.id, req.job_id
+            ticket = svc.tickets.create(TEST_ACTOR, Scope.everything(), type="service_request",
+                                        title=f"quota {key}", category="cloud_resource", site_code=site)
+            cloud_req = CloudServiceRequest(ticket_id=ticket.id, kind="quota_increase", tenant_id=tenant_id,
+                                            pool="internet", params={"cores": 30}, status="pending")
+            svc.session.add(cloud_req)
+            svc.session.flush()
+            cloud_request_id = cloud_req.id
+        assert job_id is not None
+        Worker(container).run_job_now(job_id)
+        with container.unit_of_work() as svc:
+            (vm,) = svc.cloud.request_vms_of(svc.cloud.vm_request(request_id, Scope.everything()))
+            assert vm.stage == "active", vm.fault
+            objects[key] |= {"tenant_id": tenant_id, "request_id": request_id, "vm_id": vm.id,
+                             "cloud_request_id": cloud_request_id}
+    # A pool is shared infrastructure, no province's object: "out" names another pool.
+    objects["in"]["pool"], objects["out"]["pool"] = "internet", "egov"
     # Data of the out-of-scope objects that must not appear (their ids may: the caller typed them).
     return World(accounts, tokens, own, objects, {"code": "广州市", "user_id": "target.gd",
                                                   "hostname": "198.18.200.2", "article_id": "kb-title-out",
                                                   "attachment_id": "attachment-out.txt",
-                                                  "service_id": "dr-service-out", "drill_id": "finding-out"})
+                                                  "service_id": "dr-service-out", "drill_id": "finding-out",
+                                                  "tenant_id": "cloud-tenant-out", "vm_id": "vm-out"})
 
 
 def console_client(app: Flask, container: Container, acc: Account) -> FlaskClient:

@@ -1,14 +1,12 @@
 """The OpenStack lab (Keystone, Nova with the fake driver, Placement, Glance, Neutron, RabbitMQ) driven through
 openstacksdk the way the platform's cloud-tenant feature will: onboard a tenant, boot in a resource pool, hit a
-quota, clean up, and read Placement's capacity. The lab starts once for this module and is stopped by the last
-test, which checks that no process of it is left."""
+quota, clean up, and read Placement's capacity. The lab is the session's (``oslab`` in conftest.py, shared with the
+cloud adapter's contract tests); its teardown stops it and checks that no process or port of it is left."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import pytest
 from openstack import exceptions as os_exc
 from openstack.config.loader import OpenStackConfig
 
-from ecocloud_ops.lab.netlab import _proc_stat
 from ecocloud_ops.lab.openstack import (
     DEFAULT_POOLS,
     FLAVORS,
@@ -26,7 +23,6 @@ from ecocloud_ops.lab.openstack import (
     PUBLIC_NETWORK,
     REGION,
     OpenStackLab,
-    default_venv,
 )
 
 pytestmark = [
@@ -37,71 +33,6 @@ pytestmark = [
 ]
 
 PLACEMENT_MICROVERSION = "1.39"
-
-
-def _memory_mb(pids: set[int]) -> tuple[float, float]:
-    """RSS and PSS (shared pages split between their users: the honest sum) of the processes, in MB."""
-    totals = {"Rss:": 0, "Pss:": 0}
-    for pid in pids:
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        for line in rollup.splitlines():
-            key, _, rest = line.partition(" ")
-            if key in totals:
-                totals[key] += int(rest.split()[0])
-    return totals["Rss:"] / 1024, totals["Pss:"] / 1024
-
-
-def _memory(pids: set[int]) -> str:
-    rss, pss = _memory_mb(pids)
-    return f"{len(pids)} processes, RSS {rss:.0f} MB, PSS {pss:.0f} MB"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
-    except OSError:
-        return "?"
-
-
-def _started(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot): with the pid, it tells a process from a later one that
-    reuses the pid (pid_max is 32768 here, and other suites run beside this one)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(raw[raw.rfind(")") + 2:].split()[19])
-
-
-@pytest.fixture(scope="module")
-def oslab() -> Iterator[OpenStackLab]:
-    """The lab for this module: the venv ensured (fast when it is current), then started once."""
-    OpenStackLab.cleanup_stale()
-    t0 = time.monotonic()
-    venv = OpenStackLab.ensure_venv(default_venv(), say=lambda msg: print(f"\n[oslab] {msg}"))
-    t_venv = time.monotonic() - t0
-    lab = OpenStackLab(venv=venv)
-    t1 = time.monotonic()
-    lab.start()
-    print(f"\n[oslab] venv {t_venv:.1f} s, start {time.monotonic() - t1:.1f} s "
-          f"({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())}); "
-          f"{_memory(lab.pids())}")
-    try:
-        yield lab
-    finally:
-        lab.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(oslab: OpenStackLab) -> Iterator[Any]:
-    conn = oslab.connect()
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def _placement(admin: Any, path: str) -> dict[str, Any]:
@@ -222,22 +153,3 @@ def test_placement_inventories_and_usages(admin: Any) -> None:
         usages = _placement(admin, f"/resource_providers/{providers[pool.host]}/usages")["usages"]
         assert set(usages) >= {"VCPU", "MEMORY_MB", "DISK_GB"}
         assert all(value >= 0 for value in usages.values())
-
-
-def test_stop_leaves_no_process(oslab: OpenStackLab) -> None:
-    pids = oslab.pids()
-    commands = {pid: _cmdline(pid) for pid in pids}
-    started = {pid: _started(pid) for pid in pids}
-    ports = dict(oslab.ports)
-    print(f"\n[oslab] before stop: {_memory(pids)}")
-    t0 = time.monotonic()
-    oslab.stop()
-    print(f"[oslab] stopped in {time.monotonic() - t0:.1f} s")
-    assert pids
-    left = [(pid, _proc_stat(pid), commands[pid]) for pid in sorted(pids)
-            if _proc_stat(pid) is not None and _started(pid) == started[pid]]
-    assert left == [], "lab processes (or zombies) left: (pid, (state, ppid), command)"
-    assert oslab.pids() == set()
-    for name, port in ports.items():
-        with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{name} still listens on {port}"

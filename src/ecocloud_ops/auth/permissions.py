@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, str] = {
     "jobs.manage": "start and cancel background jobs",
     "tokens.own": "manage one's own API tokens and profile",
     "cloud.read": "see pools, tenants and VMs",
+    "cloud.manage": "onboard and offboard tenants, change quotas, provision and operate VMs, approve cloud requests",
     "network.read": "see devices, reachability and outages (within scope)",
     "network.manage": "change devices, import inventories, plan maintenance windows",
     "configs.read": "read device configuration backups and SSH check outputs (secrets masked)",
@@ -62,7 +63,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
         "jobs.read", "tokens.own"}),
     Role.AUDITOR: frozenset(_READ_ALL | {"audit.export", "tokens.own"}),
     Role.CLOUD_OPS: frozenset({
-        "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "cloud.read",
+        "console.view", "sites.read", "jobs.read", "jobs.manage", "tokens.own", "cloud.read", "cloud.manage",
         "servicedesk.use", "servicedesk.work", "dr.read"}),
     Role.NETWORK_OPS: frozenset({
         "console.view", "sites.read", "sites.manage", "jobs.read", "jobs.manage", "tokens.own",

@@ -83,6 +83,8 @@ class ProtectedService(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     #: The application's cloud tenant, once the cloud issue adds tenants (a name until then).
     tenant: Mapped[str | None] = mapped_column(String(100))
+    #: The cloud tenant (cloud_tenants.id) the service runs in, when it is one of the platform's tenants.
+    tenant_id: Mapped[int | None] = mapped_column(Integer, index=True)
     #: The owning site (scope): usually the ministry.
     site_code: Mapped[str] = mapped_column(String(12), default="000000", index=True)
     primary_center_id: Mapped[int] = mapped_column(ForeignKey("dr_centers.id"))

@@ -165,7 +165,15 @@ class DRService:
                 raise Conflict(f"a protected service named {name} already exists")
             put("name", name)
         if "tenant" in fields:
-            put("tenant", (fields["tenant"] or "").strip()[:100] or None)
+            # the name (or code) of one of the platform's cloud tenants links the service to it; any other
+            # text is kept as the name of a tenant the platform does not manage
+            from ..cloud.models import Tenant
+
+            text = (fields["tenant"] or "").strip()[:100] or None
+            linked = self.session.execute(select(Tenant).where(
+                (Tenant.name == text) | (Tenant.code == text))).scalar() if text else None
+            put("tenant", linked.name if linked else text)
+            put("tenant_id", linked.id if linked else None)
         if "site_code" in fields:
             from ..sites.models import Site
 
@@ -505,7 +513,7 @@ def finding_json(f: DrillFinding) -> dict[str, Any]:
 
 
 def service_json(s: ProtectedService, centers: dict[int, DataCenter], overdue: bool | None = None) -> dict[str, Any]:
-    return {"id": s.id, "name": s.name, "tenant": s.tenant, "site": s.site_code,
+    return {"id": s.id, "name": s.name, "tenant": s.tenant, "tenant_id": s.tenant_id, "site": s.site_code,
             "primary_center": centers[s.primary_center_id].code, "dr_center": centers[s.dr_center_id].code,
             "rto_seconds": s.rto_seconds, "rpo_seconds": s.rpo_seconds, "drill_interval_days": s.drill_interval_days,
             "playbooks": s.playbooks, "health_kind": s.health_kind, "health_query": s.health_query,

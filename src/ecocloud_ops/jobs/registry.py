@@ -180,6 +180,17 @@ def _dr_schedule(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return {"plans": len(lines)}
 
 
+def _cloud(name: str) -> Callable[[JobContext, dict[str, Any]], dict[str, Any]]:
+    def run(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+        from ..cloud import engine
+
+        func: Callable[[JobContext, dict[str, Any]], dict[str, Any]] = getattr(engine, name)
+        return func(ctx, params)
+
+    run.__name__ = f"_cloud_{name}"
+    return run
+
+
 def _sleep(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """A cancellable job of known length (diagnostics and tests of the job machinery)."""
     import time
@@ -218,6 +229,17 @@ JOB_KINDS: dict[str, JobKind] = {
         JobKind("dr.drill", _drill, "dr.run",
                 "Run a DR drill step by step (started from a drill plan: POST /dr/plans/<id>/drills)"),
         JobKind("dr.schedule", _dr_schedule, "jobs.manage", "Start the scheduled DR drills that are due"),
+        JobKind("cloud.onboard", _cloud("onboard_job"), "cloud.manage",
+                "Onboard a tenant into a pool: project, quotas, network, security group, roles"),
+        JobKind("cloud.offboard", _cloud("offboard_job"), "cloud.manage",
+                "Offboard a tenant from a pool, in reverse order"),
+        JobKind("cloud.quota", _cloud("quota_job"), "cloud.manage", "Apply new quotas to a tenant project"),
+        JobKind("cloud.provision", _cloud("provision_job"), "cloud.manage",
+                "Create the VMs of a provisioning request (and run its post-boot playbook)"),
+        JobKind("cloud.vm_action", _cloud("vm_action_job"), "cloud.manage",
+                "Start, stop, reboot, resize or delete a VM"),
+        JobKind("cloud.sync", _cloud("sync_job"), "cloud.manage",
+                "Sync every pool's projects, servers, flavors, images, quota usage and capacity"),
         JobKind("servicedesk.sla_check", _sla_check, "jobs.manage",
                 "Service desk SLA check: warnings, breaches, escalation, unassigned and out-of-hours tickets"),
     ]

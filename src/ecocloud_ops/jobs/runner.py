@@ -118,6 +118,7 @@ class Worker:
     # Lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         global _ACTIVE
+        self.container.cloud.check_config()  # refuses a clouds.yaml other users can read
         _ACTIVE = self
         self.beat()
         with self.container.unit_of_work() as svc:
@@ -131,11 +132,20 @@ class Worker:
                 log.warning("marked %d playbook run(s) of ended jobs: %s", len(runs), runs)
             if drills := svc.dr.settle_orphans():
                 log.warning("marked %d drill(s) of ended jobs as error: %s", len(drills), drills)
+            if projects := svc.cloud.settle_orphans():
+                log.warning("marked %d tenant project(s) of ended jobs as failed: %s", len(projects), projects)
         store = SQLAlchemyJobStore(engine=self.container.engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(jobstores={"default": store}, timezone=TZ)
         for sched_id, kind, cron in SCHEDULES:
             self.scheduler.add_job(run_scheduled, "cron", args=[kind], id=sched_id, replace_existing=True,
                                    misfire_grace_time=3600, coalesce=True, **cron)
+        if self.container.cloud.configured:  # the inventory sync, every cloud_sync_minutes
+            self.scheduler.add_job(run_scheduled, "interval", args=["cloud.sync"], id="cloud-sync",
+                                   replace_existing=True, minutes=self.settings.cloud_sync_minutes,
+                                   next_run_time=datetime.now(UTC) + timedelta(seconds=5),
+                                   misfire_grace_time=600, coalesce=True)
+        elif self.scheduler.get_job("cloud-sync") is not None:
+            self.scheduler.remove_job("cloud-sync")
         # max_instances=1: a cycle still running is never started twice.
         self.scheduler.add_job(run_poll_cycle, "interval", seconds=self.settings.poll_interval_seconds,
                                id="network-poll", replace_existing=True, max_instances=1, coalesce=True,

@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                **config: Any) -> Flask:
     """Build the web application. Nothing is read from the environment unless ``settings`` is None."""
     container = container or Container(settings)
+    container.cloud.check_config()  # a clouds.yaml other users can read: refuse to start
     app = Flask(__name__, template_folder="console/templates", static_folder="static")
     app.config.update(
         SECRET_KEY=container.secret_key,

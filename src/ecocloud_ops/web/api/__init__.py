@@ -725,4 +725,4 @@ def update_ticket(ref: str) -> Any:
     return jsonify(ticket_dict(t))
 
 
-from . import automation, dr, servicedesk_extra, servicedesk_teams  # noqa: E402,F401
+from . import automation, cloud, dr, servicedesk_extra, servicedesk_teams  # noqa: E402,F401

@@ -9,6 +9,7 @@ def register_console(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .auth import bp as auth_bp
     from .automation import bp as automation_bp
+    from .cloud import bp as cloud_bp
     from .dr import bp as dr_bp
     from .main import bp as main_bp
     from .network import bp as network_bp
@@ -23,3 +24,4 @@ def register_console(app: Flask) -> None:
     app.register_blueprint(servicedesk_bp)
     app.register_blueprint(automation_bp)
     app.register_blueprint(dr_bp)
+    app.register_blueprint(cloud_bp)

@@ -18,7 +18,7 @@ bp = Blueprint("main", __name__)
 
 #: What each domain section will hold, until its issue builds it.
 DOMAINS: dict[str, dict[str, Any]] = {
-    "cloud": {"endpoint": "main.cloud", "permission": "cloud.read", "title": _l("Cloud tenants"),
+    "cloud": {"endpoint": "cloud.index", "permission": "cloud.read", "title": _l("Cloud tenants"),
               "text": _l("Resource pools of the private cloud, tenant onboarding, quotas, VM provisioning "
                          "jobs, inventory sync and capacity per pool.")},
     "network": {"endpoint": "network.overview", "permission": "network.read", "title": _l("Network connectivity"),
@@ -163,7 +163,7 @@ def _domain_view(name: str) -> Any:
 
 
 for _name in DOMAINS:
-    if _name not in ("network", "reports", "servicedesk", "dr"):  # built: their own blueprints
+    if _name not in ("cloud", "network", "reports", "servicedesk", "dr"):  # built: their own blueprints
         bp.add_url_rule(f"/{_name}", endpoint=_name, view_func=_domain_view(_name))
 
 

@@ -90,7 +90,7 @@ def ticket(ref: str) -> Any:
     return render_template("servicedesk/ticket.html", t=t, worker=worker, targets=targets, rating=rating,
                            can_rate=can_rate, attachments=_attachments().list(t),
                            history=svc.tickets.history(t, include_internal=worker), links=svc.tickets.links(t),
-                           impacts=IMPACT_LABELS, urgencies=URGENCY_LABELS)
+                           impacts=IMPACT_LABELS, urgencies=URGENCY_LABELS, **_cloud_request_of(t))
 
 
 @bp.route("/<ref>/comment", methods=["POST"])
@@ -373,3 +373,77 @@ def _status_label(status: str) -> str:
     from ..labels import TICKET_STATUS_LABELS
 
     return str(TICKET_STATUS_LABELS.get(status, status))
+
+
+# Cloud requests ---------------------------------------------------------------------------------
+def _cloud_request_of(t: Any) -> dict[str, Any]:
+    """The cloud part of a ticket filed as a cloud request (kind, tenant, pool, parameters, status), with the
+    labels of the cloud pages."""
+    from ...cloud.models import Tenant
+    from .cloud import cloud_labels
+
+    req = services().cloud.service_request_of_ticket(t.id)
+    if req is None:
+        return {"cloud_request": None}
+    return {"cloud_request": req, "cloud_tenant": g.db.get(Tenant, req.tenant_id), **cloud_labels()}
+
+
+def _cloud_request_form(form: Any, error: EcoCloudError | None, status: int = 200) -> Any:
+    from ...cloud.service import DEFAULT_QUOTAS
+    from .cloud import _active_projects, _pool_choices, cloud_labels, playbook_choices
+
+    cloud = services().cloud
+    tenants = cloud.tenants(g.scope)
+    return render_template("servicedesk/cloud_request.html", form=form, error=error, tenants=tenants,
+                           active=_active_projects(tenants), choices=_pool_choices(), playbooks=playbook_choices(),
+                           quota_keys=tuple(DEFAULT_QUOTAS), configured=cloud.connector.configured,
+                           **cloud_labels()), status
+
+
+@bp.route("/cloud-request", methods=["GET", "POST"])
+@requires("servicedesk.use")
+def cloud_request() -> Any:
+    """A "new VM" or "quota increase" request for a tenant in the user's scope: a ticket that a cloud ops
+    engineer approves (the request then runs) or rejects."""
+    svc = services()
+    form = request.form
+    if request.method == "POST":
+        kind = form.get("kind") or ""
+        try:
+            tenant_ref = (form.get("tenant_id") or "").strip()
+            if not tenant_ref.isdigit():
+                raise ValidationFailed("tenant: choose the tenant", details=[{"field": "tenant",
+                                                                             "message": "required"}])
+            tenant = svc.cloud.tenant(int(tenant_ref), g.scope)
+            if kind == "new_vm":
+                count = (form.get("count") or "1").strip()
+                if not count.isdigit() or not 1 <= int(count) <= 50:
+                    raise ValidationFailed("count: a whole number from 1 to 50",
+                                           details=[{"field": "count", "message": "a whole number from 1 to 50"}])
+                params: dict[str, Any] = {"name": (form.get("name") or "").strip(), "count": int(count),
+                                          "flavor": form.get("flavor") or "", "image": form.get("image") or "",
+                                          "playbook": form.get("playbook") or None,
+                                          "key_name": (form.get("key_name") or "").strip() or None}
+            else:
+                from ...cloud.service import DEFAULT_QUOTAS
+
+                params = {k: form.get(f"quota_{k}", "").strip() for k in DEFAULT_QUOTAS
+                          if form.get(f"quota_{k}", "").strip()}
+            req = svc.cloud.file_request(g.actor, g.scope, kind=kind, tenant=tenant,
+                                         pool=(form.get("pool") or "").strip(), params=params, requester=g.user,
+                                         description=(form.get("description") or "").strip())
+        except EcoCloudError as exc:
+            from ..errors import _audit_failure
+
+            _audit_failure(f"{exc.status} {exc.code}: {exc.message}")
+            return _cloud_request_form(form, exc, 422)
+        from ...servicedesk.models import Ticket
+
+        ticket = g.db.get(Ticket, req.ticket_id)
+        assert ticket is not None
+        flash(_("Cloud request filed as ticket %(n)s: a cloud ops engineer approves it, then it is carried out.",
+                n=ticket.number), "success")
+        return redirect(url_for("servicedesk.ticket", ref=ticket.number))
+    a = request.args
+    return _cloud_request_form({"kind": a.get("kind", "new_vm"), "tenant_id": a.get("tenant_id", ""), "count": "1"},
+                               None)
