@@ -38,6 +38,7 @@ from ecocloud_ops.jobs.runner import Worker  # noqa: E402
 from ecocloud_ops.lab.cloud_demo import POOLS  # noqa: E402
 from ecocloud_ops.lab.openstack import IMAGE_NAME, OpenStackLab, _quiet_sdk, default_venv  # noqa: E402
 from ecocloud_ops.migrate import upgrade  # noqa: E402
+from ecocloud_ops.sites.service import build_divisions  # noqa: E402
 
 ACTOR = Actor("bench", channel="system")
 TARGET = 0.10
@@ -116,6 +117,8 @@ def main() -> int:
         container = Container(settings)
         upgrade(container)
         container.__dict__["cloud"] = Connector(settings)
+        with container.unit_of_work() as svc:
+            svc.sites.sync(ACTOR, build_divisions({"110000": "北京市"}))  # the ministry and one province
         with container.unit_of_work() as svc:
             t = svc.cloud.save_tenant(ACTOR, name="基准测试", code="bench")
             tenant_id = t.id

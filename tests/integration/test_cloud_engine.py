@@ -110,6 +110,7 @@ def test_failed_step_is_reported_and_retry_continues_from_it(container: Containe
 def test_provision_ten_vms_idempotently(container: Container, cloud: Any) -> None:
     tenant_id = onboarded(container)
     fake = cloud.clouds["egov"]
+    fake.build_seconds = 0.3  # BUILD first, as in a real cloud: the job's wait loop runs
     with container.unit_of_work() as svc:
         t = svc.cloud.tenant(tenant_id, ALL)
         req, created = svc.cloud.request_vms(TEST_ACTOR, t, "egov", name="web-{n:02}", count=10, flavor="m1.tiny",

@@ -421,6 +421,7 @@ class Provisioner:
             except CloudError as exc:
                 ctx.log(f"listing servers failed, retrying: {exc.message}", "warning")
                 continue
+            changed: list[str] = []  # logged after the commit: a log line is a unit of work of its own
             with ctx.unit_of_work() as svc:
                 for v in svc.session.execute(select(Vm).where(Vm.request_id == self.request_id,
                                                               Vm.index.in_(waiting))).scalars():
@@ -428,8 +429,10 @@ class Provisioner:
                         before = v.stage
                         _apply_server(v, mine[v.index])
                         if v.stage != before:
-                            ctx.log(f"{v.name}: {v.stage}" + (f" — {v.fault}" if v.fault else "")
-                                    + (f" {_addr(v)}" if v.stage == VmStage.ACTIVE else ""))
+                            changed.append(f"{v.name}: {v.stage}" + (f" — {v.fault}" if v.fault else "")
+                                           + (f" {_addr(v)}" if v.stage == VmStage.ACTIVE else ""))
+            for line in changed:
+                ctx.log(line, "error" if " — " in line else "info")
             self._progress(f"{len(waiting)} VM(s) building")
         # 3. post-boot playbook
         if self.playbook:
