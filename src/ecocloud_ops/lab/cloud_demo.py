@@ -4,6 +4,7 @@ playbook runs, and a few onboarded tenants — so a newcomer can provision a VM 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -77,10 +78,14 @@ class DemoCloud:
                                  "ansible_python_interpreter": "/usr/bin/python3"}})
         c.__dict__.pop("cloud", None)
         c.__dict__["cloud"] = Connector(c.settings)
+        config = _write_config(instance / "cloud-demo.toml", c.settings.model_dump(include={
+            "instance_dir", "cloud_pools", "clouds_yaml", "cloud_ssh_key_path", "cloud_ssh_wait_seconds",
+            "cloud_guest_vars"}))
         self.guests.watch(self.lab.connect, interval=1.0)
         self._tenants()
         self.say(f"OpenStack lab: pools {', '.join(p['name'] for p in POOLS)} at {self.lab.auth_url}; "
-                 f"tenants {', '.join(t[1] for t in TENANTS)} onboarded; provision a VM from the console (云租户)")
+                 f"tenants {', '.join(t[1] for t in TENANTS)} onboarded; provision a VM from the console (云租户), "
+                 f"or with the CLI: ECOCLOUD_CONFIG={config} ecocloud-ops cloud vms create …")
 
     def _tenants(self) -> None:
         """The demo tenants, onboarded into their pools (a fresh lab has no projects: onboarding runs again
@@ -129,3 +134,23 @@ class DemoCloud:
         if self.lab is not None:
             self.lab.stop()
             self.lab = None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a valid TOML basic string
+
+
+def _write_config(path: Path, values: dict[str, Any]) -> Path:
+    """The demo's cloud settings as a TOML file, so the CLI in another shell sees the same pools."""
+    lines = ["# written by ecocloud-ops demo --with-cloud: the OpenStack lab's pools (valid while the demo runs)"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n")
+    return path
