@@ -4,6 +4,7 @@ the real OpenStack lab are in tests/lab/test_cloud_lab.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from ecocloud_ops.audit.models import AuditEntry
 from ecocloud_ops.auth.scope import Scope
 from ecocloud_ops.bootstrap import Container
 from ecocloud_ops.cloud.adapter import META_REQUEST, CloudError, CloudQuotaExceeded, ServerRequest
-from ecocloud_ops.cloud.models import ProjectStatus, RequestStatus, Vm, VmStage
+from ecocloud_ops.cloud.models import CapacitySample, ProjectStatus, RequestStatus, Vm, VmStage
+from ecocloud_ops.db import utcnow
 from ecocloud_ops.errors import Conflict, ValidationFailed
 from ecocloud_ops.jobs.models import Job
 from ecocloud_ops.jobs.runner import Worker
@@ -248,6 +250,18 @@ def test_sync_marks_disappeared_and_discovers(container: Container, cloud: Any) 
         tp = svc.cloud.project(svc.cloud.tenant(tenant_id, ALL), "egov")
         assert tp.usage["instances"]["in_use"] == 2
         assert len(svc.cloud.capacity_trend("egov")) == 1
+        # a sample older than the retention goes at the next sync; the new one is added
+        old = svc.cloud.capacity_trend("egov")[0]
+        svc.session.add(CapacitySample(pool="egov", at=utcnow() - dt.timedelta(days=500), vcpus_total=1,
+                                       vcpus_used=0, ram_mb_total=1, ram_mb_used=0, disk_gb_total=1, disk_gb_used=0))
+        old_id = old.id
+    with container.unit_of_work() as svc:
+        job_id = svc.jobs.enqueue(TEST_ACTOR, "cloud.sync").id
+    assert run(container, job_id).state == "succeeded"
+    with container.unit_of_work() as svc:
+        samples = svc.session.execute(select(CapacitySample).where(CapacitySample.pool == "egov")).scalars().all()
+        assert len(samples) == 2 and old_id in {x.id for x in samples}
+        assert all(x.at > utcnow() - dt.timedelta(days=400) for x in samples)
         assert svc.cloud.top_tenants("egov")[0]["tenant_id"] == tenant_id
 
 

@@ -9,6 +9,7 @@ known (a crash loses at most the step that was running, which the retry then fin
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 import socket
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from ..db import utcnow
 from ..errors import EcoCloudError
@@ -725,6 +726,9 @@ def sync_pool(ctx: JobContext, pool: str) -> dict[str, Any]:
                 quota_cores += u["cores"].limit
             if "ram_mb" in u and u["ram_mb"].limit > 0:
                 quota_ram += u["ram_mb"].limit
+        # the trend keeps as long as the daily network rollups (at least 13 months)
+        keep = now - dt.timedelta(days=ctx.container.settings.retention_daily_days)
+        svc.session.execute(delete(CapacitySample).where(CapacitySample.pool == pool, CapacitySample.at < keep))
         svc.session.add(CapacitySample(pool=pool, at=now, vcpus_total=capacity.vcpus_total,
                                        vcpus_used=capacity.vcpus_used, ram_mb_total=capacity.ram_mb_total,
                                        ram_mb_used=capacity.ram_mb_used, disk_gb_total=capacity.disk_gb_total,
