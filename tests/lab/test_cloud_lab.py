@@ -1,5 +1,5 @@
 """Cloud tenants end to end against the real OpenStack lab (Keystone, Nova with the fake driver, Placement,
-Glance, Neutron): the platform's own jobs and services, checked through OpenStack itself with an admin
+Glance, Neutron, Cinder's API): the platform's own jobs and services, checked through OpenStack itself with an admin
 connection. Each VM's fixed IP is given to a network namespace running sshd (lab/guests.py), so the post-boot
 playbook really runs against "the VM"."""
 
@@ -77,13 +77,14 @@ def run(container: Container, job_id: int | None) -> Job:
         return job
 
 
-def new_tenant(container: Container, admin: Any, pool: str = "egov", *, onboard: bool = True) -> tuple[int, str]:
+def new_tenant(container: Container, admin: Any, pool: str = "egov", *, onboard: bool = True,
+               quotas: dict[str, int] | None = None) -> tuple[int, str]:
     code = f"t{uuid.uuid4().hex[:8]}"
     user = admin.identity.create_user(name=f"{code}-ops", password=uuid.uuid4().hex, domain_id="default")
     with container.unit_of_work() as svc:
         t = svc.cloud.save_tenant(TEST_ACTOR, name=f"生态环境 {code}", code=code, users=[user.name])
         tenant_id = t.id
-        job_id = svc.cloud.onboard(TEST_ACTOR, t, pool).job_id if onboard else None
+        job_id = svc.cloud.onboard(TEST_ACTOR, t, pool, quotas=quotas).job_id if onboard else None
     if onboard:
         job = run(container, job_id)
         assert job.state == "succeeded", job.error
@@ -99,16 +100,21 @@ def project_of(container: Container, tenant_id: int, pool: str = "egov") -> Tena
 
 def test_onboarding_end_to_end_verified_through_openstack(lab_container: Container, admin: Any) -> None:
     t0 = time.monotonic()
-    tenant_id, code = new_tenant(lab_container, admin)
+    # quotas other than every service's stock defaults (which equal the platform's): proof they were applied
+    wanted = {"cores": 24, "ram_mb": 40960, "instances": 12, "networks": 4, "routers": 1, "ports": 40,
+              "volumes": 8, "gigabytes": 800}
+    tenant_id, code = new_tenant(lab_container, admin, quotas=wanted)
     print(f"\n[cloud] onboarding in {time.monotonic() - t0:.1f} s")
     tp = project_of(lab_container, tenant_id)
     assert tp.status == ProjectStatus.ACTIVE and all(s["status"] == "done" for s in tp.steps)
     project = admin.identity.get_project(tp.project_id)
     assert project.name == f"{code}-egov"
     quota = admin.compute.get_quota_set(project.id)
-    assert (quota.cores, quota.ram, quota.instances) == (20, 51200, 10)
+    assert (quota.cores, quota.ram, quota.instances) == (24, 40960, 12)
     nquota = admin.network.get_quota(project.id)
-    assert (nquota.networks, nquota.routers, nquota.ports) == (5, 2, 50)
+    assert (nquota.networks, nquota.routers, nquota.ports, nquota.subnets) == (4, 1, 40, 10)  # subnets: default
+    vquota = admin.block_storage.get_quota_set(project.id)  # the lab's Cinder defaults are 2 volumes, 20 GB
+    assert (vquota.volumes, vquota.gigabytes) == (8, 800)
     network = admin.network.get_network(tp.network_id)
     assert network.project_id == project.id and network.name == f"{code}-egov-net"
     subnet = admin.network.get_subnet(tp.subnet_id)

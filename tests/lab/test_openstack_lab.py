@@ -1,7 +1,7 @@
-"""The OpenStack lab (Keystone, Nova with the fake driver, Placement, Glance, Neutron, RabbitMQ) driven through
-openstacksdk the way the platform's cloud-tenant feature will: onboard a tenant, boot in a resource pool, hit a
-quota, clean up, and read Placement's capacity. The lab is the session's (``oslab`` in conftest.py, shared with the
-cloud adapter's contract tests); its teardown stops it and checks that no process or port of it is left."""
+"""The OpenStack lab (Keystone, Nova with the fake driver, Placement, Glance, Neutron, Cinder's API, RabbitMQ)
+driven through openstacksdk the way the platform's cloud-tenant feature will: onboard a tenant, boot in a resource
+pool, hit a quota, clean up, and read Placement's capacity. The lab is the session's (``oslab`` in conftest.py, shared
+with the cloud adapter's contract tests); its teardown stops it and checks that no process or port of it is left."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _providers(admin: Any) -> dict[str, str]:
 
 
 def test_catalog_and_initial_content(oslab: OpenStackLab, admin: Any, tmp_path: Path) -> None:
-    assert set(oslab.endpoints) == {"identity", "compute", "placement", "image", "network"}
+    assert set(oslab.endpoints) == {"identity", "compute", "placement", "image", "network", "block-storage"}
     assert all(url.startswith("http://127.0.0.1:") for url in oslab.endpoints.values())
     zones = {z.name for z in admin.compute.availability_zones() if z.state["available"]}
     assert {pool.zone for pool in DEFAULT_POOLS} <= zones
@@ -60,6 +60,9 @@ def test_catalog_and_initial_content(oslab: OpenStackLab, admin: Any, tmp_path: 
         "active", "raw", "bare", "public")
     public = admin.network.find_network(PUBLIC_NETWORK, ignore_missing=False)
     assert public.is_router_external and public.provider_network_type == "flat"
+    # Cinder's API answers through the catalog, with the lab's own default volume quotas (cinder.conf)
+    defaults = admin.block_storage.get_quota_set_defaults(admin.current_project_id)
+    assert (defaults.volumes, defaults.gigabytes) == (2, 20)
 
     clouds = oslab.clouds_yaml(tmp_path / "clouds.yaml")
     assert clouds.stat().st_mode & 0o777 == 0o600

@@ -1,5 +1,5 @@
-"""A real OpenStack on loopback — Keystone, Nova (fake virt driver), Placement, Glance, Neutron and RabbitMQ —
-for the platform's cloud-tenant features and their tests.
+"""A real OpenStack on loopback — Keystone, Nova (fake virt driver), Placement, Glance, Neutron, Cinder's API and
+RabbitMQ — for the platform's cloud-tenant features and their tests.
 
 Everything runs on this machine as children of this process, on free loopback ports (not the services'
 well-known ones, which something else may use): one lab = one work directory holding the rendered
@@ -9,10 +9,11 @@ files, node identities, RabbitMQ's Mnesia) and one log per service (``log/<servi
 not reap orphans, so nothing is left to be orphaned).
 
 The services come from PyPI, pinned in ``openstack_files/requirements.txt`` (keystone 30, nova 34, placement 16,
-glance 33, neutron 29, gunicorn), installed into the lab's *own* venv by :meth:`OpenStackLab.ensure_venv` —
-their pins are theirs, not the platform's. RabbitMQ is the Debian ``rabbitmq-server`` package: the lab starts its
-own node (own epmd, node name, Mnesia and log directories, bound to 127.0.0.1) rather than sharing a system
-broker, so a machine without a running broker works the same and nothing outlives the lab.
+glance 33, neutron 29, cinder 29 — one release series — and gunicorn), installed into the lab's *own* venv by
+:meth:`OpenStackLab.ensure_venv` — their pins are theirs, not the platform's. RabbitMQ is the Debian
+``rabbitmq-server`` package: the lab starts its own node (own epmd, node name, Mnesia and log directories, bound to
+127.0.0.1) rather than sharing a system broker, so a machine without a running broker works the same and nothing
+outlives the lab.
 
 What :meth:`OpenStackLab.start` builds — in ~40 s on two busy cores once the venv exists (the first lab of a
 venv also creates the database schemas: ~20 s more; the venv itself takes ~2 minutes to install, once):
@@ -22,6 +23,10 @@ venv also creates the database schemas: ~20 s more; the venv itself takes ~2 min
 * Placement, Glance (file store), Neutron API (ML2 with the lab's own mechanism driver, which binds every port
   ACTIVE without agents; flat provider networks on physnet ``public``, VXLAN project networks; routers are
   database objects — nothing forwards packets), Nova API, conductor and scheduler (one cell, ``cell1``);
+* Cinder's API alone (service type ``block-storage``, ``/v3/%(project_id)s``), for the projects' volume quotas:
+  no scheduler, no volume service, no backend (a volume create would stay ``creating``); its default quotas are
+  2 volumes and 20 GB (``cinder.conf``), unlike Cinder's and the platform's 10 and 1000, so what the platform set
+  shows;
 * three ``nova-compute`` services on the fake virt driver, one per resource pool, each in its own host
   aggregate and availability zone (:data:`DEFAULT_POOLS`: ``az-internet``, ``az-egov``, ``az-business``), with
   the pool's capacity reported to Placement; hosts discovered into the cell;
@@ -32,7 +37,8 @@ venv also creates the database schemas: ~20 s more; the venv itself takes ~2 min
 Settings that matter (each learnt the hard way):
 
 * the WSGI wrappers clear ``sys.argv`` before importing the service (oslo.config would parse gunicorn's arguments
-  and the worker crash-loops);
+  and the worker crash-loops); cinder, which reads its configuration from its command line only, gets
+  ``--config-file`` there instead (``ECOLAB_WSGI_ARGV``);
 * SQLite transactions begin with ``BEGIN IMMEDIATE`` in every long-running service (``ecolab_sqlite.py``):
   with oslo.db's deferred ``BEGIN``, nova-api and nova-conductor writing the cell database at once made a boot
   fail with "database is locked";
@@ -42,7 +48,7 @@ Settings that matter (each learnt the hard way):
 * neutron's schema is created from its models and stamped (its Alembic migrations fail on SQLite);
 * keystone hashes passwords with the minimum bcrypt cost and caches in-process (token validation ~10x cheaper);
 * RabbitMQ runs under a small subreaper (``ecolab_reaper.py``): the Erlang VM orphans a helper at shutdown;
-* start-up is CPU-bound (~55 s of CPU, mostly Python imports of ten services), so the schema-only databases
+* start-up is CPU-bound (~55 s of CPU, mostly Python imports of eleven services), so the schema-only databases
   are kept per venv and copied, the fernet keys are written directly and nova's cells are set up in one process.
 
 Client side: :meth:`OpenStackLab.connect` (admin, openstacksdk) or :attr:`OpenStackLab.admin_auth` with
@@ -61,6 +67,7 @@ import logging
 import os
 import random
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -114,8 +121,10 @@ _HTTP_SERVICES: dict[str, tuple[str, str, str]] = {
     "glance": ("image", "", "glance.wsgi.api"),
     "neutron": ("network", "", "neutron.wsgi.api"),
     "nova": ("compute", "/v2.1", "nova.wsgi.osapi_compute"),
+    # keystone puts the token's project id in the URL (cinder's classic form; clients of any age accept it)
+    "cinder": ("block-storage", "/v3/%(project_id)s", "cinder.wsgi.api"),
 }
-_PORT_NAMES = ("keystone", "placement", "glance", "neutron", "nova", "amqp", "amqp_dist", "epmd")
+_PORT_NAMES = ("keystone", "placement", "glance", "neutron", "nova", "cinder", "amqp", "amqp_dist", "epmd")
 #: random ports are drawn below Linux's ephemeral range (32768+), so no outgoing connection takes one meanwhile
 _PORT_RANGE = (20000, 32000)
 _RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")  # Debian's; /usr/sbin's wrapper su's to rabbitmq
@@ -124,7 +133,7 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _STAMP = ".ecolab-stamp"
 #: schema-only databases kept per venv; nova_cell1 also serves as cell0's
 _TEMPLATE_DBS = ("keystone.sqlite", "placement.sqlite", "glance.sqlite", "neutron.sqlite", "nova_api.sqlite",
-                 "nova_cell1.sqlite")
+                 "nova_cell1.sqlite", "cinder.sqlite")
 _ML2_DIST = "ecolab_ml2-1.0.dist-info"
 
 
@@ -276,7 +285,8 @@ class _Proc:
 
 
 class OpenStackLab:
-    """Keystone, Nova (fake driver), Placement, Glance, Neutron and RabbitMQ on loopback; see the module doc.
+    """Keystone, Nova (fake driver), Placement, Glance, Neutron, Cinder's API and RabbitMQ on loopback; see the
+    module doc.
 
     Use as a context manager, or :meth:`start` then :meth:`stop`. Does not need root. Needs the Debian package
     ``rabbitmq-server`` and the lab venv (:meth:`ensure_venv`; :meth:`start` calls it).
@@ -289,7 +299,7 @@ class OpenStackLab:
         ``workdir``: where configs, databases, state and logs go; it must be empty or absent (a lab always starts
         from an empty state). Without one, a temporary directory is used and removed by :meth:`stop`.
         ``venv``: the lab venv (default :func:`default_venv`). ``base_port``: use ``base_port`` …
-        ``base_port + 7`` (all must be free) instead of random free ports. ``pools``: the compute hosts.
+        ``base_port + 8`` (all must be free) instead of random free ports. ``pools``: the compute hosts.
         """
         if base_port and not 1024 <= base_port <= 65535 - len(_PORT_NAMES):
             raise ValueError(f"base_port must be between 1024 and {65535 - len(_PORT_NAMES)}")
@@ -302,7 +312,8 @@ class OpenStackLab:
         self.workdir: Path | None = Path(workdir).absolute() if workdir is not None else None
         self.lab_id = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.admin_password = secrets.token_urlsafe(18)
-        self._passwords = {name: secrets.token_urlsafe(18) for name in ("nova", "placement", "glance", "neutron")}
+        self._passwords = {name: secrets.token_urlsafe(18)
+                           for name in ("nova", "placement", "glance", "neutron", "cinder")}
         self.ports: dict[str, int] = {}
         self._procs: list[_Proc] = []
         self._started = False
@@ -345,7 +356,7 @@ class OpenStackLab:
                 subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
             stamp.unlink(missing_ok=True)
             pip_log = venv / ".ecolab-pip.log"
-            say("OpenStack lab: installing keystone, nova, placement, glance, neutron (pinned) into the venv; "
+            say("OpenStack lab: installing keystone, nova, placement, glance, neutron, cinder (pinned) into the venv; "
                 "about 2 minutes the first time")
             with open(pip_log, "wb") as out:
                 result = subprocess.run(
@@ -371,7 +382,8 @@ class OpenStackLab:
 
     @property
     def endpoints(self) -> dict[str, str]:
-        """Service type → public endpoint URL (identity, compute, placement, image, network)."""
+        """Service type → public endpoint URL (identity, compute, placement, image, network, block-storage; the
+        last one as in the catalog, with ``%(project_id)s`` for keystone to fill in)."""
         self._need_started()
         return {stype: self._url(name) + path for name, (stype, path, _mod) in _HTTP_SERVICES.items()}
 
@@ -491,7 +503,7 @@ class OpenStackLab:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="oslab-start") as pool:
             identity = pool.submit(self._setup_identity, deadline)
             cells = pool.submit(self._setup_cells)
-            for name in ("placement", "glance", "neutron"):
+            for name in ("placement", "glance", "neutron", "cinder"):
                 self._start_http(name)
             cells.result()
             self._start_http("nova")
@@ -500,7 +512,7 @@ class OpenStackLab:
         self._wait_amqp(deadline)
         log.info("OpenStack lab: keystone, cells and rabbitmq ready after %.1f s", time.monotonic() - t0)
         self._start_nova_services()
-        for name in ("placement", "glance", "neutron", "nova"):
+        for name in ("placement", "glance", "neutron", "nova", "cinder"):
             self._wait_http(name, deadline)
         self.timings["services"] = time.monotonic() - t1
 
@@ -543,7 +555,7 @@ class OpenStackLab:
         state = self.workdir / "state"
         for sub in ("etc", "db", "log", "home", "state/keystone", "state/glance/images", "state/glance/staging",
                     "state/glance/tasks", "state/glance/locks", "state/neutron/locks", "state/nova/locks",
-                    "state/nova/instances", "state/rabbitmq"):
+                    "state/nova/instances", "state/cinder/locks", "state/cinder/coordination", "state/rabbitmq"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         (self.workdir / "etc").chmod(0o700)  # the configs hold the service passwords
         values = {
@@ -553,7 +565,8 @@ class OpenStackLab:
             **{f"{name}_password": password for name, password in self._passwords.items()},
         }
         layout = {"keystone": ["keystone.conf"], "placement": ["placement.conf"], "glance": ["glance-api.conf"],
-                  "neutron": ["neutron.conf", "ml2_conf.ini"], "nova": ["nova.conf"], "rabbitmq": ["rabbitmq.conf"]}
+                  "neutron": ["neutron.conf", "ml2_conf.ini"], "nova": ["nova.conf"], "cinder": ["cinder.conf"],
+                  "rabbitmq": ["rabbitmq.conf"]}
         for service, names in layout.items():
             (self.workdir / "etc" / service).mkdir(exist_ok=True)
             for name in names:
@@ -670,12 +683,13 @@ class OpenStackLab:
         """Where the schema-only databases of this venv are kept (see :meth:`_prepare_databases`)."""
         h = hashlib.sha256((self.venv / _STAMP).read_bytes())
         h.update((FILES / "neutron_schema.py").read_bytes())
+        h.update(",".join(_TEMPLATE_DBS).encode())
         return self.venv / "ecolab-db-templates" / h.hexdigest()[:16]
 
     def _prepare_databases(self) -> None:
         """Give the lab its databases with every schema at head, and switch them to WAL.
 
-        Creating the schemas takes seven command runs, mostly Python start-up (~35 s of CPU); their result depends
+        Creating the schemas takes eight command runs, mostly Python start-up (~35 s of CPU); their result depends
         only on the venv. So the first lab of a venv keeps copies (``<venv>/ecolab-db-templates/``) and later labs
         copy those. Both nova cells get a copy of the same cell schema; the cell mappings are per lab."""
         assert self.workdir is not None
@@ -710,6 +724,8 @@ class OpenStackLab:
              ("neutron-db-manage", [self._bin("neutron-db-manage"), *neutron_confs, "stamp", "heads"])],
             [("nova-manage", [*nova_manage, "api_db", "sync"]),
              ("nova-manage", [*nova_manage, "db", "sync", "--local_cell"])],
+            [("cinder-manage", [self._bin("cinder-manage"), "--config-file", self._etc("cinder", "cinder.conf"),
+                                "db", "sync"])],
         ]
 
         def run(chain: list[tuple[str, list[str]]]) -> None:
@@ -788,6 +804,7 @@ class OpenStackLab:
             "neutron": {"OS_NEUTRON_CONFIG_DIR": self._etc("neutron", ""),
                         "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"},
             "nova": {"OS_NOVA_CONFIG_DIR": self._etc("nova", ""), "OS_NOVA_CONFIG_FILES": "api-paste.ini;nova.conf"},
+            "cinder": {"ECOLAB_WSGI_ARGV": shlex.join(["--config-file", self._etc("cinder", "cinder.conf")])},
         }[name]
         argv = [self._bin("gunicorn"), "--bind", f"127.0.0.1:{self.ports[name]}", "--workers", "1",
                 "--worker-class", "gthread", "--threads", "8", "--timeout", "300", "--graceful-timeout", "2",
@@ -823,7 +840,7 @@ class OpenStackLab:
             project = conn.identity.create_project(name="service", domain_id="default",
                                                    description="OpenStack lab services")
             roles = [conn.identity.find_role(name, ignore_missing=False) for name in ("admin", "service")]
-            for name in ("placement", "glance", "neutron", "nova"):
+            for name in ("placement", "glance", "neutron", "nova", "cinder"):
                 stype, path, _module = _HTTP_SERVICES[name]
                 user = conn.identity.create_user(name=name, password=self._passwords[name], domain_id="default",
                                                  default_project_id=project.id)
