@@ -212,6 +212,7 @@ def test_quotas_set_and_read_back(env: Env, project: ProjectRef) -> None:
     assert (usage["ram_mb"].limit, usage["instances"].limit) == (3072, 2)
     assert (usage["networks"].limit, usage["networks"].in_use) == (4, 1)
     assert (usage["routers"].limit, usage["routers"].in_use) == (2, 1)
+    assert (usage["volumes"].limit, usage["volumes"].in_use, usage["gigabytes"].limit) == (5, 0, 60)
 
 
 # ------------------------------------------------------------------ networks

@@ -308,6 +308,10 @@ def test_delete_and_sync_after_an_out_of_band_delete(lab_container: Container, a
         assert inv["VCPU"]["total"] == 64  # the egov pool's host as the lab defines it
         assert {f["name"] for f in svc.cloud.flavors("business")} >= {"m1.tiny", "m1.small", "m1.medium"}
         assert "cirros-fake" in {i["name"] for i in svc.cloud.images("business")}
+        usage = svc.cloud.project(svc.cloud.tenant(tenant_id, ALL), "business").usage  # the tenant's quota usage
+        assert usage["instances"] == {"limit": 10, "in_use": 0, "reserved": 0}  # both VMs are gone
+        assert usage["volumes"] == {"limit": 10, "in_use": 0, "reserved": 0}  # from Cinder
+        assert usage["networks"]["in_use"] == 1
 
 
 def test_offboarding_refuses_with_vms_then_removes_everything(lab_container: Container, admin: Any) -> None:

@@ -247,8 +247,9 @@ class FakeCloud:
             self._project(project_id)
             limits = self._quotas[project_id]
             used = self._usage(project_id)
-            return {key: QuotaUsage(limit=getattr(limits, key), in_use=used[key])
-                    for key in (*Quotas.COMPUTE, *Quotas.NETWORK) if getattr(limits, key) is not None}
+            keys = (*Quotas.COMPUTE, *Quotas.NETWORK, *(Quotas.VOLUME if self.volume_service else ()))
+            return {key: QuotaUsage(limit=getattr(limits, key), in_use=used.get(key, 0))
+                    for key in keys if getattr(limits, key) is not None}
 
     def _check_quota(self, project_id: str, cores: int, ram_mb: int, instances: int) -> None:
         limits = self._quotas[project_id]

@@ -426,6 +426,14 @@ class OpenStackAdapter:
             if isinstance(item, dict) and "limit" in item:
                 result[key] = QuotaUsage(limit=int(item["limit"]), in_use=int(item.get("used", 0) or 0),
                                          reserved=int(item.get("reserved", 0) or 0))
+        if self._volume_service(conn):
+            vq = conn.block_storage.get_quota_set(project_id, usage=True)
+            vusage, vreserved = vq.usage or {}, vq.reservation or {}
+            for key in Quotas.VOLUME:
+                limit = getattr(vq, key, None)
+                if limit is not None:
+                    result[key] = QuotaUsage(limit=int(limit), in_use=int(vusage.get(key, 0) or 0),
+                                             reserved=int(vreserved.get(key, 0) or 0))
         return result
 
     # ------------------------------------------------------------------ networks
