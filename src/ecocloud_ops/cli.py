@@ -1550,11 +1550,17 @@ def cloud_tenants_onboard(app: App, tenant: str, pool: str, quotas: tuple[str, .
         tp = svc.cloud.onboard(app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool,
                                quotas=_parse_quotas(quotas) or None, cidr=cidr)
         data = project_json(tp)
+    _project_job(app, data, "onboarding", tenant, pool, wait, as_json)
+
+
+def _project_job(app: App, data: dict[str, Any], what: str, tenant: str, pool: str, wait: bool,
+                 as_json: bool) -> None:
+    """An on/offboarding job just queued: say so, or run it here and show the recorded steps."""
     if not wait:
-        emit(data, as_json, f"onboarding of {data['project_name']} queued (job {data['job_id']})")
+        emit(data, as_json, f"{what} of {data['project_name']} queued (job {data['job_id']})")
         _no_worker_warning(app)
         return
-    job = _wait_job(app, int(data["job_id"]), f"onboarding {data['project_name']}")
+    job = _wait_job(app, int(data["job_id"]), f"{what} {data['project_name']}")
     data = _tenant_project(app, tenant, pool)
     if as_json:
         emit(data | {"job": job}, True)
@@ -1582,17 +1588,7 @@ def cloud_tenants_offboard(app: App, tenant: str, pool: str, force: bool, yes: b
     with app.container.unit_of_work() as svc:
         tp = svc.cloud.offboard(app.actor, svc.cloud.tenant(tenant, Scope.everything()), pool, force=force)
         data = project_json(tp)
-    if not wait:
-        emit(data, as_json, f"offboarding of {data['project_name']} queued (job {data['job_id']})")
-        _no_worker_warning(app)
-        return
-    job = _wait_job(app, int(data["job_id"]), f"offboarding {data['project_name']}")
-    data = _tenant_project(app, tenant, pool)
-    if as_json:
-        emit(data | {"job": job}, True)
-    else:
-        _print_steps(data)
-    _job_outcome(job, as_json)
+    _project_job(app, data, "offboarding", tenant, pool, wait, as_json)
 
 
 @cloud_tenants.command("quotas")

@@ -175,11 +175,16 @@ class Server:
 
     @property
     def first_ipv4(self) -> str | None:
-        for addrs in self.addresses.values():
-            for a in addrs:
-                if ":" not in a:
-                    return a
-        return None
+        return first_ipv4(self.addresses)
+
+
+def first_ipv4(addresses: dict[str, list[str]] | None) -> str | None:
+    """The first IPv4 address of a server's addresses (network name -> addresses)."""
+    for addrs in (addresses or {}).values():
+        for a in addrs:
+            if ":" not in a:
+                return str(a)
+    return None
 
 
 @dataclass(frozen=True)

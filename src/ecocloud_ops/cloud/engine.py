@@ -33,6 +33,7 @@ from .adapter import (
     Quotas,
     Server,
     ServerRequest,
+    first_ipv4,
 )
 from .models import (
     FINAL_VM,
@@ -369,9 +370,10 @@ class Provisioner:
             self._finish_all_error(_msg(exc))
             raise
         with ctx.unit_of_work() as svc:
-            vms = [(v.id, v.index, v.name, v.stage) for v in svc.session.execute(
-                select(Vm).where(Vm.request_id == self.request_id).order_by(Vm.index)).scalars()]
-            for v in svc.session.execute(select(Vm).where(Vm.request_id == self.request_id)).scalars():
+            rows = list(svc.session.execute(select(Vm).where(Vm.request_id == self.request_id)
+                                            .order_by(Vm.index)).scalars())
+            vms = [(v.id, v.index, v.name, v.stage) for v in rows]
+            for v in rows:
                 if v.index in existing and v.stage not in FINAL_VM:
                     _apply_server(v, existing[v.index])
         # 1. submit what is not in the cloud yet
@@ -444,10 +446,10 @@ class Provisioner:
         ctx = self.ctx
         settings = ctx.container.settings
         with ctx.unit_of_work() as svc:
-            targets = [(v.id, v.name, _first_ipv4(v.addresses)) for v in svc.session.execute(
-                select(Vm).where(Vm.request_id == self.request_id, Vm.stage == VmStage.ACTIVE)).scalars()]
-            for v in svc.session.execute(select(Vm).where(Vm.request_id == self.request_id,
-                                                          Vm.stage == VmStage.ACTIVE)).scalars():
+            active = list(svc.session.execute(select(Vm).where(Vm.request_id == self.request_id,
+                                                               Vm.stage == VmStage.ACTIVE)).scalars())
+            targets = [(v.id, v.name, first_ipv4(v.addresses)) for v in active]
+            for v in active:
                 v.stage = VmStage.CONFIGURING
         if not targets:
             return
@@ -550,7 +552,7 @@ class Provisioner:
             lines = [f"{v.name}: {v.stage} {_addr(v)}" + (f" — {v.fault}" if v.fault else "") for v in vms]
             status = req.status
             summary = {"status": status, "vms": len(vms), "ok": len(ok),
-                       "addresses": {v.name: _first_ipv4(v.addresses) for v in vms}}
+                       "addresses": {v.name: first_ipv4(v.addresses) for v in vms}}
         text = (f"云主机创建结果 / provisioning {status}: {len(ok)}/{len(lines)} ready\n" + "\n".join(lines))
         _ticket_note(self.ctx, self.ticket_id, text, status == RequestStatus.SUCCEEDED)
         if status != RequestStatus.SUCCEEDED:
@@ -558,16 +560,8 @@ class Provisioner:
         return summary
 
 
-def _first_ipv4(addresses: dict[str, Any]) -> str | None:
-    for addrs in (addresses or {}).values():
-        for a in addrs:
-            if ":" not in a:
-                return str(a)
-    return None
-
-
 def _addr(vm: Vm) -> str:
-    return _first_ipv4(vm.addresses) or ""
+    return first_ipv4(vm.addresses) or ""
 
 
 def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -10,7 +10,6 @@ the user's site scope is a 404.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -33,9 +32,10 @@ from ...cloud.models import (
 )
 from ...cloud.service import DEFAULT_QUOTAS, CloudService
 from ...errors import EcoCloudError, NotFound, ValidationFailed
-from ...network.connectivity import SHANGHAI
-from ..errors import _audit_failure
 from ..security import requires, services
+from .forms import form_int as _int
+from .forms import local_time
+from .forms import refused as _refused
 
 bp = Blueprint("cloud", __name__, url_prefix="/cloud")
 
@@ -104,16 +104,6 @@ def service_request_names() -> tuple[dict[str, str], dict[str, str]]:
     return kinds, statuses
 
 
-def local_time(value: dt.datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    if not value:
-        return "—"
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(SHANGHAI).strftime(fmt)
-
-
 def cloud_labels() -> dict[str, Any]:
     """The labels every cloud page uses (also given to the service-desk pages that show cloud requests)."""
     kinds, statuses = service_request_names()
@@ -126,22 +116,6 @@ def cloud_labels() -> dict[str, Any]:
 @bp.context_processor
 def _labels() -> dict[str, Any]:
     return cloud_labels()
-
-
-def _refused(exc: EcoCloudError, *, show: bool = True) -> None:
-    """Undo what the refused call changed and audit the refusal (as the error handler would)."""
-    _audit_failure(f"{exc.status} {exc.code}: {exc.message}")
-    if show:
-        flash(exc.message, "danger")
-
-
-def _int(value: str | None) -> Any:
-    """A whole number typed in a form; anything else is passed on for the service to refuse by field."""
-    text = (value or "").strip()
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _quotas_from_form(prefix: str = "quota_") -> dict[str, Any]:

@@ -9,7 +9,6 @@ form or on the page it came from: never an error page.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import yaml
@@ -40,10 +39,11 @@ from ...dr.report import (
 )
 from ...dr.service import SECRET_FIELDS, SEVERITIES, DRService
 from ...errors import Conflict, EcoCloudError, NotFound, ValidationFailed
-from ...network.connectivity import SHANGHAI
 from .. import select_locale
-from ..errors import _audit_failure
 from ..security import requires, services
+from .forms import form_int as _int
+from .forms import local_time as _local_time
+from .forms import refused as _refused
 
 bp = Blueprint("dr", __name__, url_prefix="/dr")
 PAGE = 50
@@ -106,32 +106,6 @@ def _labels() -> dict[str, Any]:
             "purpose_labels": purpose_labels(), "secret_labels": labels, "secret_help": helps,
             "status_class": STATUS_CLASSES, "fmt_seconds": lambda v: format_seconds(v, _),
             "local_time": _local_time}
-
-
-def _local_time(value: dt.datetime | str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    if not value:
-        return "—"
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(SHANGHAI).strftime(fmt)
-
-
-def _refused(exc: EcoCloudError, *, show: bool = True) -> None:
-    """Undo what the refused call changed and audit the refusal (as the error handler would)."""
-    _audit_failure(f"{exc.status} {exc.code}: {exc.message}")
-    if show:
-        flash(exc.message, "danger")
-
-
-def _int(value: str | None) -> Any:
-    """A whole number typed in a form; anything else is passed on for the service to refuse by field."""
-    text = (value or "").strip()
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def _plan_names(ids: set[int]) -> dict[int, str]:
