@@ -311,8 +311,9 @@ class OpenStackLab:
         self._own_workdir = workdir is None
         self.workdir: Path | None = Path(workdir).absolute() if workdir is not None else None
         self.lab_id = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.admin_password = secrets.token_urlsafe(18)
-        self._passwords = {name: secrets.token_urlsafe(18)
+        # hex: a urlsafe token may begin with '-', which keystone-manage's argparse takes for an option
+        self.admin_password = secrets.token_hex(18)
+        self._passwords = {name: secrets.token_hex(18)
                            for name in ("nova", "placement", "glance", "neutron", "cinder")}
         self.ports: dict[str, int] = {}
         self._procs: list[_Proc] = []
