@@ -10,6 +10,7 @@ kills it by PID and reaps it.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -58,11 +59,31 @@ def snmpd_path() -> str | None:
     return "/usr/sbin/snmpd" if os.access("/usr/sbin/snmpd", os.X_OK) else None
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port that is free on ``host`` right now (the usual small race is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A UDP port that is free on ``host`` right now, *below* the kernel's ephemeral range.
+
+    Tests kill agents and then keep sending to their ports. A port from the ephemeral range can be handed to one
+    of the client's own sockets; connected to itself, that socket reads back its own request (gufo then reports
+    "undecodable answer (invalid pdu)"), a failure that is the test's, not the platform's. It happened once in CI.
+    """
+    rng = random.Random()
+    high = max(_ephemeral_low() - 1, 20001)
+    for _ in range(200):
+        port = rng.randint(20000, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free UDP port in 20000-{high} on {host}")
 
 
 def _ber_len(n: int) -> bytes:

@@ -307,7 +307,9 @@ def test_agent_killed_mid_cycle_every_request_gets_a_result(
     assert sum(r.ok for r in results[:trigger]) >= trigger - concurrency
     # requests sent after the kill fail, as results; a few sent in the same loop turn as the kill may still win
     after = results[trigger + 2 * concurrency:]
-    assert after and all(not r.ok and r.error_kind in {"timeout", "unreachable"} for r in after)
+    odd = [(i, r.ok, r.error_kind, r.error) for i, r in enumerate(after, trigger + 2 * concurrency)
+           if r.ok or r.error_kind not in {"timeout", "unreachable"}]
+    assert after and not odd, odd[:5]
     assert results[trigger].error_kind == "timeout"
     assert wall < 15, wall
 
